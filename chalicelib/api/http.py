@@ -1,0 +1,169 @@
+"""The HTTP conventions of SPEC §1: authentication and scopes, JSON bodies and their size
+limits, the success and error envelopes, and the route table the OpenAPI document is
+built from."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from chalice import Blueprint, Response
+
+from chalicelib.errors import InternalError, PayloadTooLargeError, SluiceError, ValidationError
+from chalicelib.logs import logger
+from chalicelib.services.accounts import Caller
+from chalicelib.wiring import account_service
+
+BASE = "/api/v1"
+KB = 1024
+DEFAULT_BODY_LIMIT = 256 * KB
+CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What the OpenAPI document says about one route."""
+
+    path: str
+    method: str
+    summary: str
+    tag: str
+    scope: str | None
+    status: int
+    request_schema: str | None = None
+    parameters: tuple[str, ...] = field(default=())
+
+
+ROUTES: list[RouteDoc] = []
+
+
+class ApiRequest:
+    """The parts of a chalice request that the resource modules use."""
+
+    def __init__(self, request: Any, caller: Caller | None, body_limit: int) -> None:
+        self._request = request
+        self.caller = caller
+        self._body_limit = body_limit
+
+    @property
+    def account_id(self) -> str:
+        assert self.caller is not None
+        return self.caller.account_id
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        return self._request.query_params or {}
+
+    def header(self, name: str) -> str | None:
+        return self._request.headers.get(name)
+
+    def json(self, *, required: bool = True) -> Any:
+        """The body parsed as JSON; malformed JSON is a 400, an oversized body a 413."""
+        raw = self._request.raw_body or b""
+        if len(raw) > self._body_limit:
+            raise PayloadTooLargeError(
+                f"the request body is {len(raw)} bytes; the limit is {self._body_limit // KB} KB"
+            )
+        if not raw.strip():
+            if required:
+                raise ValidationError("a JSON request body is required", [{"field": "body", "message": "is required"}])
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValidationError(f"malformed JSON: {error}", [{"field": "body", "message": "is not valid JSON"}]) from None
+
+    def json_object(self, *, required: bool = True) -> dict[str, Any]:
+        body = self.json(required=required)
+        if not isinstance(body, dict):
+            raise ValidationError("the request body must be a JSON object", [{"field": "body", "message": "must be a JSON object"}])
+        return body
+
+    def if_match(self) -> int | None:
+        """The `If-Match` revision: a plain integer, quotes (and a weak `W/`) allowed."""
+        raw = self.header("if-match")
+        if raw is None or raw.strip() in ("", "*"):
+            return None
+        text = raw.strip()
+        if text.startswith("W/"):
+            text = text[2:]
+        text = text.strip('"')
+        try:
+            return int(text)
+        except ValueError:
+            raise ValidationError.for_field("If-Match", "must be the workflow's revision number") from None
+
+
+def json_response(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=json.dumps(payload, separators=(",", ":"), default=str),
+        status_code=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def ok(data: Any, *, message: str | None = None, meta: dict | None = None, status: int = 200,
+       headers: dict[str, str] | None = None) -> Response:
+    payload: dict[str, Any] = {"data": data}
+    if meta is not None:
+        payload["meta"] = meta
+    if message is not None:
+        payload["message"] = message
+    return json_response(status, payload, headers)
+
+
+def error_response(error: SluiceError) -> Response:
+    return json_response(error.status_code, error.to_dict())
+
+
+def _presented_key(request: Any) -> str | None:
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    return request.headers.get("x-api-key")
+
+
+def endpoint(
+    bp: Blueprint,
+    path: str,
+    method: str,
+    *,
+    summary: str,
+    tag: str,
+    scope: str | None,
+    status: int = 200,
+    request_schema: str | None = None,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+) -> Callable:
+    """Registers a route on `bp`. The view receives an ApiRequest (authenticated when
+    `scope` is set) and the path parameters, and returns a Response; a SluiceError it
+    raises becomes the error envelope, anything else a logged 500 without details."""
+    full_path = BASE + path
+
+    def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
+        params = tuple(part[1:-1] for part in path.split("/") if part.startswith("{"))
+        ROUTES.append(RouteDoc(full_path, method, summary, tag, scope, status, request_schema, params))
+
+        @functools.wraps(view)
+        def handle(**path_params: str) -> Response:
+            request = bp.current_request
+            try:
+                caller = None
+                if scope is not None:
+                    caller = account_service().authenticate(_presented_key(request))
+                    caller.require(scope)
+                return view(ApiRequest(request, caller, body_limit), **path_params)
+            except SluiceError as error:
+                return error_response(error)
+            except Exception:
+                logger.exception("unhandled error", extra={"path": full_path, "method": method})
+                return error_response(InternalError("an internal error occurred"))
+
+        bp.route(full_path, methods=[method], content_types=CONTENT_TYPES)(handle)
+        return view
+
+    return decorate

@@ -1,0 +1,230 @@
+"""Workflow use cases (SPEC §2): create, change, delete, find and list workflows."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Mapping
+
+from chalicelib.errors import NotFoundError, ValidationError, WorkflowNotFoundError
+from chalicelib.ids import is_id, new_id, now_iso
+from chalicelib.services.workflow_document import (
+    build_document,
+    canonical_input,
+    status_of,
+    summarize,
+)
+from chalicelib.store.workflows import StaleRevisionError, WorkflowRecord, WorkflowRepository
+
+SORT_FIELDS = ("created_at", "updated_at", "name")
+SORT_ORDERS = ("asc", "desc")
+LIST_FILTERS = ("tags", "enabled", "status", "type", "pack", "pack_ref", "search", "bucket", "sort_by", "sort_order")
+PAGING_PARAMS = ("page", "per_page", "page_size")
+_WRITE_ATTEMPTS = 4
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: objects merge recursively, null removes, the rest replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _editable(document: dict[str, Any]) -> dict[str, Any]:
+    """The client-writable view of a stored document, as a PATCH applies to it."""
+    return canonical_input({k: v for k, v in document.items() if k not in ("stats",)})
+
+
+class WorkflowService:
+    def __init__(self, repository: WorkflowRepository | None = None) -> None:
+        self.repository = repository or WorkflowRepository()
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, account_id: str, id_or_ref: str) -> WorkflowRecord:
+        if is_id(id_or_ref, "wf"):
+            record = self.repository.get(account_id, id_or_ref)
+        elif "." in id_or_ref:
+            record = self.repository.get_by_ref(account_id, id_or_ref)
+        else:
+            record = None
+        if record is None:
+            raise WorkflowNotFoundError(id_or_ref)
+        return record
+
+    def list(self, account_id: str, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Summaries of the account's workflows that pass every filter, sorted."""
+        predicates = _filters(query)
+        sort_by = query.get("sort_by") or "created_at"
+        if sort_by not in SORT_FIELDS:
+            raise ValidationError.for_field("sort_by", "must be one of " + ", ".join(SORT_FIELDS))
+        sort_order = (query.get("sort_order") or "desc").lower()
+        if sort_order not in SORT_ORDERS:
+            raise ValidationError.for_field("sort_order", "must be asc or desc")
+        entries = self.repository.catalog(account_id).entries.values()
+        chosen = [entry for entry in entries if all(predicate(entry) for predicate in predicates)]
+        key = (lambda e: ((e.get("name") or "").lower(), e["id"])) if sort_by == "name" else (lambda e: (e.get(sort_by) or "", e["id"]))
+        chosen.sort(key=key, reverse=sort_order == "desc")
+        return [{k: v for k, v in entry.items() if k != "buckets"} for entry in chosen]
+
+    def packs(self, account_id: str) -> list[dict[str, Any]]:
+        counts: dict[str, int] = {}
+        for entry in self.repository.catalog(account_id).entries.values():
+            counts[entry["pack"]] = counts.get(entry["pack"], 0) + 1
+        return [{"name": pack, "ref": pack, "workflow_count": counts[pack]} for pack in sorted(counts)]
+
+    def versions(self, account_id: str, id_or_ref: str) -> list[dict[str, Any]]:
+        record = self.get(account_id, id_or_ref)
+        revisions = self.repository.revisions(account_id, record.id)
+        return [
+            {"revision": doc["revision"], "version": doc.get("version"), "name": doc.get("name"),
+             "created_at": doc.get("updated_at"), "created_by": doc.get("updated_by", doc.get("created_by"))}
+            for doc in reversed(revisions)
+        ]
+
+    def version(self, account_id: str, id_or_ref: str, revision: str) -> dict[str, Any]:
+        record = self.get(account_id, id_or_ref)
+        try:
+            number = int(revision)
+        except ValueError:
+            raise ValidationError.for_field("revision", "must be an integer") from None
+        document = self.repository.revision(account_id, record.id, number)
+        if document is None:
+            raise NotFoundError(f"workflow '{id_or_ref}' has no revision {revision}")
+        return document
+
+    # -- writing -------------------------------------------------------------------
+
+    def create(self, account_id: str, body: Any, created_by: str) -> WorkflowRecord:
+        fields = canonical_input(body)
+        document = build_document(fields)
+        now = now_iso()
+        document.update(
+            id=new_id("wf"), created_at=now, updated_at=now, created_by=created_by, updated_by=created_by,
+            activated_at=now if document["enabled"] else None, deactivated_at=None,
+        )
+        if "ref" not in fields:
+            document["ref"] = self._free_ref(account_id, document["ref"])
+        return self.repository.save(account_id, document, self._summary(document), previous=None, expected_revision=None)
+
+    def _free_ref(self, account_id: str, ref: str) -> str:
+        """A derived ref that collides gets a numeric suffix; an explicit one answers 409."""
+        candidate, n = ref, 1
+        while self.repository.ref_taken(account_id, candidate):
+            n += 1
+            candidate = f"{ref}_{n}"
+        return candidate
+
+    def replace(self, account_id: str, id_or_ref: str, body: Any, if_match: int | None, updated_by: str) -> WorkflowRecord:
+        fields = canonical_input(body)
+
+        def change(current: WorkflowRecord) -> dict[str, Any]:
+            new_fields = dict(fields)
+            new_fields.setdefault("ref", current.ref)  # a PUT without ref keeps it
+            return new_fields
+
+        return self._change(account_id, id_or_ref, change, if_match, updated_by)
+
+    def patch(self, account_id: str, id_or_ref: str, body: Any, if_match: int | None, updated_by: str) -> WorkflowRecord:
+        patch = canonical_input(body)
+        return self._change(account_id, id_or_ref, lambda current: merge_patch(_editable(current.document), patch), if_match, updated_by)
+
+    def set_enabled(self, account_id: str, id_or_ref: str, enabled: bool | None, updated_by: str) -> WorkflowRecord:
+        """activate (True), deactivate (False) or toggle (None)."""
+        def change(current: WorkflowRecord) -> dict[str, Any]:
+            fields = _editable(current.document)
+            fields["enabled"] = (not current.document["enabled"]) if enabled is None else enabled
+            return fields
+
+        return self._change(account_id, id_or_ref, change, None, updated_by)
+
+    def _change(self, account_id: str, id_or_ref: str, change: Callable[[WorkflowRecord], dict[str, Any]],
+                if_match: int | None, updated_by: str) -> WorkflowRecord:
+        for _ in range(_WRITE_ATTEMPTS):
+            current = self.get(account_id, id_or_ref)
+            if if_match is not None and if_match != current.revision:
+                raise StaleRevisionError(if_match, current.revision)
+            previous_triggers = frozenset(t["id"] for t in current.document.get("triggers", []))
+            document = build_document(change(current), existing_trigger_ids=previous_triggers)
+            if self._same(document, current.document):
+                return current
+            document = self._carry_over(document, current, updated_by)
+            try:
+                return self.repository.save(account_id, document, self._summary(document),
+                                            previous=current, expected_revision=current.revision)
+            except StaleRevisionError:
+                if if_match is not None:
+                    raise StaleRevisionError(if_match) from None
+                # Without If-Match the caller asked for no concurrency check: apply the
+                # change again on top of the newer revision.
+        raise StaleRevisionError(None)
+
+    @staticmethod
+    def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
+        return all(new.get(key) == old.get(key) for key in new)
+
+    @staticmethod
+    def _carry_over(document: dict[str, Any], current: WorkflowRecord, updated_by: str) -> dict[str, Any]:
+        old = current.document
+        now = now_iso()
+        document.update(
+            id=current.id, created_at=old["created_at"], created_by=old.get("created_by"),
+            updated_at=now, updated_by=updated_by,
+            activated_at=old.get("activated_at"), deactivated_at=old.get("deactivated_at"),
+        )
+        if document["enabled"] and not old["enabled"]:
+            document["activated_at"] = now
+        elif not document["enabled"] and old["enabled"]:
+            document["deactivated_at"] = now
+        return document
+
+    def delete(self, account_id: str, id_or_ref: str) -> WorkflowRecord:
+        record = self.get(account_id, id_or_ref)
+        self.repository.delete(record, retention_days=record.document.get("retention_days", 30))
+        return record
+
+    @staticmethod
+    def _summary(document: dict[str, Any]) -> dict[str, Any]:
+        return summarize(dict(document, revision=document.get("revision")))
+
+
+def _bool_param(query: Mapping[str, str], name: str) -> bool:
+    raw = query[name].lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ValidationError.for_field(name, "must be true or false")
+    return raw in ("true", "1")
+
+
+def _filters(query: Mapping[str, str]) -> list[Callable[[dict[str, Any]], bool]]:
+    """One predicate per filter in the query. A query name that is neither a filter nor a
+    paging parameter filters on `metadata` (`?department=support`)."""
+    predicates: list[Callable[[dict[str, Any]], bool]] = []
+    if query.get("tags"):
+        wanted = {t.strip() for t in query["tags"].split(",") if t.strip()}
+        predicates.append(lambda e: bool(wanted & set(e.get("tags") or [])))
+    if query.get("enabled"):
+        enabled = _bool_param(query, "enabled")
+        predicates.append(lambda e: e["enabled"] is enabled)
+    if query.get("status"):
+        if query["status"] not in ("active", "inactive"):
+            raise ValidationError.for_field("status", "must be active or inactive")
+        predicates.append(lambda e: status_of(e) == query["status"])
+    if query.get("type"):
+        predicates.append(lambda e: e.get("type") == query["type"])
+    pack = query.get("pack") or query.get("pack_ref")
+    if pack:
+        predicates.append(lambda e: e.get("pack") == pack)
+    if query.get("search"):
+        needle = query["search"].lower()
+        predicates.append(lambda e: needle in (e.get("name") or "").lower() or needle in (e.get("description") or "").lower())
+    if query.get("bucket"):
+        predicates.append(lambda e: query["bucket"] in (e.get("buckets") or []))
+    for name, value in query.items():
+        if name not in LIST_FILTERS and name not in PAGING_PARAMS:
+            predicates.append(lambda e, name=name, value=value: str((e.get("metadata") or {}).get(name)) == value)
+    return predicates

@@ -1,0 +1,62 @@
+"""The local runtime as a user drives it: over HTTP, with the printed key."""
+
+import requests
+
+from tests.e2e.conftest import start_runtime, stop_runtime
+
+
+def test_workflow_lifecycle_over_http(runtime, http):
+    base = f"{runtime.base_url}/api/v1"
+    created = http.post(f"{base}/workflows", json={
+        "name": "Nightly Report", "pack": "reports", "tags": ["nightly", "report"],
+        "definition": {"steps": [{"name": "say", "action": "core.echo", "input": {"text": "{{ params.text }}"}}]},
+    })
+    assert created.status_code == 201, created.text
+    wf = created.json()["data"]
+    assert wf["ref"] == "reports.nightly_report" and wf["revision"] == 1
+
+    http.post(f"{base}/workflows", json={"name": "Other", "tags": ["adhoc"], "enabled": False})
+    filtered = http.get(f"{base}/workflows", params={"tags": "nightly", "enabled": "true"})
+    assert filtered.status_code == 200
+    assert [w["ref"] for w in filtered.json()["data"]] == ["reports.nightly_report"]
+    assert filtered.json()["meta"] == {"page": 1, "per_page": 20, "total": 1, "total_pages": 1}
+
+    updated = http.patch(f"{base}/workflows/reports.nightly_report", json={"description": "v2"},
+                         headers={"If-Match": '"1"'})
+    assert updated.status_code == 200 and updated.json()["data"]["revision"] == 2
+    stale = http.put(f"{base}/workflows/{wf['id']}", json={"name": "Lost"}, headers={"If-Match": "1"})
+    assert stale.status_code == 409
+    assert stale.json()["error"]["code"] == "CONFLICT"
+
+    deleted = http.delete(f"{base}/workflows/{wf['id']}")
+    assert deleted.status_code == 200 and deleted.json()["data"]["deleted"] is True
+    assert http.get(f"{base}/workflows/{wf['id']}").status_code == 404
+
+
+def test_errors_are_enveloped_and_auth_is_required(runtime, http):
+    base = f"{runtime.base_url}/api/v1"
+    assert requests.get(f"{base}/workflows").json()["error"]["code"] == "UNAUTHORIZED"
+    malformed = http.post(f"{base}/workflows", data="{nope", headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_the_emulated_aws_is_reachable_for_inspection(runtime):
+    import boto3
+
+    dynamodb = boto3.client("dynamodb", endpoint_url=runtime.aws_url, region_name="us-east-1",
+                            aws_access_key_id="x", aws_secret_access_key="x")
+    tables = dynamodb.list_tables()["TableNames"]
+    assert "sluice-local-workflows" in tables and "sluice-local-api-keys" in tables
+
+
+def test_ctrl_c_stops_everything_cleanly():
+    runtime = start_runtime(api_key="slk_e2e-second-runtime")
+    banner_key_seen = requests.get(f"{runtime.base_url}/api/v1/api-keys",
+                                   headers={"X-Api-Key": runtime.api_key}).status_code
+    assert banner_key_seen == 200
+    code, output = stop_runtime(runtime)
+    assert code == 0, output
+    assert "Sluice is running on " + runtime.base_url in output
+    assert "slk_e2e-second-runtime" in output
+    assert "stopping..." in output
+    assert "Traceback" not in output

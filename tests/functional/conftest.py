@@ -1,0 +1,122 @@
+"""Fixtures for the functional tests: moto with every resource of infra/, the chalice test
+client, and a fresh account (with an admin key) for each test."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib.provision import provision
+
+
+def _reset_cached_clients() -> None:
+    from chalicelib.store import models, workflows
+    from chalicelib import wiring
+
+    for model in (models.AccountModel, models.ApiKeyModel, models.WorkflowModel, models.WorkflowRevisionModel,
+                  models.WorkflowRefModel, models.WorkflowCatalogModel, models.TriggerModel):
+        model._connection = None
+    workflows._connection.cache_clear()
+    wiring.account_service.cache_clear()
+    wiring.workflow_service.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """A moto account provisioned from infra/resources.yaml, shared by one test module;
+    tests stay apart because each one works in an account of its own."""
+    with mock_aws():
+        _reset_cached_clients()
+        yield provision(boto3.session.Session(), "test")
+    _reset_cached_clients()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+    @property
+    def data(self) -> Any:
+        return self.body["data"]
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return self.body["error"]
+
+
+class Api:
+    """The chalice test client with an API key and JSON in and out."""
+
+    def __init__(self, client: Client, key: str | None) -> None:
+        self.client = client
+        self.key = key
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | str | None = None,
+                headers: dict[str, str] | None = None, key: str | None = None) -> Reply:
+        sent = {"Content-Type": "application/json"}
+        used_key = key if key is not None else self.key
+        if used_key:
+            sent["Authorization"] = f"Bearer {used_key}"
+        sent.update(headers or {})
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = getattr(self.client.http, method.lower())(path, headers=sent, body=payload)
+        text = response.body.decode() if isinstance(response.body, bytes) else response.body
+        return Reply(response.status_code, json.loads(text) if text else None, dict(response.headers))
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def as_key(self, key: str | None) -> "Api":
+        return Api(self.client, key)
+
+
+@pytest.fixture(scope="module")
+def chalice_client(aws):
+    from app import app
+
+    with Client(app) as client:
+        yield client
+
+
+@dataclass
+class Tenant:
+    account_id: str
+    key: str
+    api: Api
+
+
+def new_tenant(client: Client, name: str = "tenant") -> Tenant:
+    from chalicelib.services.accounts import AccountService
+
+    account, _, raw = AccountService().create_account(name)
+    return Tenant(account.id, raw, Api(client, raw))
+
+
+@pytest.fixture
+def tenant(chalice_client) -> Tenant:
+    return new_tenant(chalice_client)
+
+
+@pytest.fixture
+def api(tenant) -> Api:
+    return tenant.api
