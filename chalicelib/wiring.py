@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from chalicelib.config import get_settings
 from chalicelib.services.accounts import AccountService
 from chalicelib.services.workflows import WorkflowService
 
@@ -16,3 +17,44 @@ def account_service() -> AccountService:
 @functools.lru_cache(maxsize=1)
 def workflow_service() -> WorkflowService:
     return WorkflowService()
+
+
+@functools.lru_cache(maxsize=8)
+def aws_client(service: str):
+    # boto3 is imported by the functions that send messages or store payloads only.
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=30)
+    return boto3.client(service, region_name=get_settings().region, config=config)
+
+
+@functools.lru_cache(maxsize=1)
+def runtime():
+    from chalicelib.services.queues import Queue
+    from chalicelib.services.runtime import Runtime
+    from chalicelib.store.executions import ExecutionRepository
+    from chalicelib.store.payloads import PayloadStore
+
+    settings = get_settings()
+    sqs = aws_client("sqs")
+    return Runtime(
+        executions=ExecutionRepository(), workflows=workflow_service().repository,
+        payloads=PayloadStore(aws_client("s3"), settings.payload_bucket),
+        steps=Queue(sqs, settings.table_name("steps")), deliveries=Queue(sqs, settings.table_name("deliveries")),
+        settings=settings,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def execution_service():
+    from chalicelib.services.executions import ExecutionService
+
+    return ExecutionService(runtime(), workflow_service())
+
+
+@functools.lru_cache(maxsize=1)
+def callbacks():
+    from chalicelib.handlers.deliveries import CallbackSender
+
+    return CallbackSender(execution_service(), runtime().delivery_queue)

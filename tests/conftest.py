@@ -11,6 +11,7 @@ os.environ.update(
     AWS_REGION="us-east-1",
     SLUICE_STAGE="test",
     SLUICE_ALLOW_PRIVATE_NETWORKS="true",
+    SLUICE_PAYLOAD_BUCKET="sluice-test-payloads-123456789012-us-east-1",
 )
 for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n in ("AWS_PROFILE", "SLUICE_BOOTSTRAP_KEY", "SLUICE_BOOTSTRAP_KEY_PARAMETER")]:
     del os.environ[_name]

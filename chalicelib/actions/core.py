@@ -2,26 +2,102 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Any
+
+from chalicelib.actions.base import ActionContext, AwaitResponse, Sleep, StartChild
+from chalicelib.actions.errors import ActionError
 from chalicelib.actions.registry import ActionSpec
+from chalicelib.logs import logger
 
 _ANY: dict = {}
 _OBJECT = {"type": "object"}
 
+
+def noop(input: dict, ctx: ActionContext) -> None:
+    return None
+
+
+def echo(input: dict, ctx: ActionContext) -> dict:
+    return input
+
+
+def log(input: dict, ctx: ActionContext) -> dict:
+    level = input.get("level", "info")
+    getattr(logger, level)(input["message"], extra={
+        "execution_id": ctx.execution_id, "step": ctx.step, "attempt": ctx.attempt, "data": input.get("data")})
+    return {"logged": True}
+
+
+def fail(input: dict, ctx: ActionContext) -> None:
+    raise ActionError(input.get("code", "FAILED"), input["message"], retryable=False)
+
+
+def _parse_time(value: str) -> float:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ActionError("INVALID_INPUT", f"until: {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def sleep(input: dict, ctx: ActionContext) -> Sleep:
+    until = _parse_time(input["until"]) if "until" in input else ctx.now() + float(input["seconds"])
+    return Sleep(until=until)
+
+
+def transform(input: dict, ctx: ActionContext) -> Any:
+    expression = input.get("expression")
+    if not expression:
+        return input["data"]
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        return jmespath.search(expression, input["data"])
+    except JMESPathError as error:
+        raise ActionError("INVALID_INPUT", f"expression: {error}") from None
+
+
+def condition(input: dict, ctx: ActionContext) -> dict:
+    return {"result": bool(input["condition"])}
+
+
+def inquiry(input: dict, ctx: ActionContext) -> AwaitResponse:
+    return AwaitResponse(message=input.get("message"), approvers=tuple(input.get("approvers", ())),
+                         timeout=input.get("timeout"), schema=input.get("schema"))
+
+
+def http(input: dict, ctx: ActionContext) -> dict:
+    from chalicelib.actions.http import http_request  # requests is imported by the steps that need it
+
+    return http_request(input, idempotency_key=ctx.idempotency_key, timeout=ctx.timeout,
+                        allow_private=ctx.allow_private_networks)
+
+
+def run_workflow(input: dict, ctx: ActionContext) -> StartChild:
+    return StartChild(workflow=input["workflow"], parameters=input.get("parameters") or {})
+
 SPECS = [
     ActionSpec(
         ref="core.noop",
+        run=noop,
         description="Does nothing and succeeds.",
         input_schema={"type": "object"},
         output_schema={"type": "null"},
     ),
     ActionSpec(
         ref="core.echo",
+        run=echo,
         description="Returns its input as its output.",
         input_schema={"type": "object"},
         output_schema=_OBJECT,
     ),
     ActionSpec(
         ref="core.log",
+        run=log,
         description="Writes a structured log line carrying the execution and step.",
         input_schema={
             "type": "object",
@@ -36,6 +112,7 @@ SPECS = [
     ),
     ActionSpec(
         ref="core.fail",
+        run=fail,
         description="Fails the step with the given error code and message.",
         input_schema={
             "type": "object",
@@ -49,6 +126,7 @@ SPECS = [
     ),
     ActionSpec(
         ref="core.sleep",
+        run=sleep,
         description="Waits `seconds` or `until` an ISO time, without holding a worker.",
         input_schema={
             "type": "object",
@@ -62,6 +140,7 @@ SPECS = [
     ),
     ActionSpec(
         ref="core.transform",
+        run=transform,
         description="Applies an optional JMESPath `expression` to `data`; without one, returns `data`.",
         input_schema={
             "type": "object",
@@ -72,6 +151,7 @@ SPECS = [
     ),
     ActionSpec(
         ref="core.condition",
+        run=condition,
         description="Evaluates `condition` by truthiness; branches with on_true / on_false.",
         input_schema={
             "type": "object",
@@ -86,6 +166,7 @@ SPECS = [
     ),
     ActionSpec(
         ref="core.inquiry",
+        run=inquiry,
         description="Waits for a human response: approve (with an optional JSON response validated by `schema`) or reject.",
         input_schema={
             "type": "object",
@@ -100,6 +181,7 @@ SPECS = [
     ),
     ActionSpec(
         ref="core.http",
+        run=http,
         aliases=("webhook.send",),
         description="Makes an HTTP request through the outbound guard; 5xx and connection errors are retryable, 4xx are not.",
         input_schema={
@@ -130,6 +212,7 @@ SPECS = [
     ),
     ActionSpec(
         ref="workflow.run",
+        run=run_workflow,
         description="Runs another workflow as a child execution and waits for its result.",
         input_schema={
             "type": "object",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,8 @@ class ActionSpec:
     description: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+    # run(input, context) -> output, or a suspension (actions.base); raises ActionError.
+    run: Callable[..., Any] = field(repr=False, compare=False, default=None)
     version: str = "1.0.0"
     aliases: tuple[str, ...] = field(default=())
 

@@ -85,6 +85,15 @@ SCHEMAS: dict[str, Any] = {
     "WorkflowInput": {"type": "object", "required": ["name"], "properties": _WORKFLOW_PROPERTIES},
     "WorkflowPatch": {"type": "object", "properties": _WORKFLOW_PROPERTIES,
                       "description": "A JSON merge patch (RFC 7396) of the workflow document"},
+    "ExecuteInput": {"type": "object", "properties": {
+        "parameters": {"type": "object"}, "trigger_data": {"type": "object"},
+        "execution_options": {"type": "object", "properties": {
+            "wait_for_completion": {"type": "boolean", "default": True},
+            "timeout_seconds": {"type": "number", "exclusiveMinimum": 0}}}}},
+    "ExecuteAsyncInput": {"type": "object", "properties": {
+        "parameters": {"type": "object"}, "callback_url": {"type": "string", "format": "uri"},
+        "callback_secret": {"type": "string"}}},
+    "ApprovalDecision": {"type": "object", "properties": {"comment": {"type": "string"}, "response": {}}},
     "AccountCreate": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
     "ApiKeyCreate": {"type": "object", "required": ["name", "scopes"], "properties": {
         "name": {"type": "string"},

@@ -2,259 +2,93 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import datetime
 import functools
 import itertools
-import json
-import re
-import threading
-import time
 import types
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, Callable
 
 import jinja2
-from jinja2 import filters as jinja_filters
 from jinja2 import nodes
 from jinja2.compiler import optimizeconst
 from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.runtime import LoopContext, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
-from jinja2.utils import Namespace, generate_lorem_ipsum
-from markupsafe import EscapeFormatter, Markup
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
 
-#: items of a range and items/characters of a `*` repetition or a `+` of lists
-MAX_SEQUENCE_LENGTH = 100_000
-#: approximate characters (as text or JSON) of any value built while rendering
-MAX_VALUE_SIZE = 2_000_000
-#: characters of what one render (render_string, render_value, ...) produces
-MAX_OUTPUT_SIZE = 1024 * 1024
-#: bits of an integer built with `*` or `**`
-MAX_INT_BITS = 4096
-#: width or precision in a `%` or `str.format` specification
-MAX_FORMAT_WIDTH = 10_000
-#: characters/items that the operations of one render may build in total
-MAX_BUILT_SIZE = 20_000_000
-#: loop iterations, calls, filters and guarded operators in one render
-MAX_OPERATIONS = 500_000
-#: wall-clock bound of one render, a backstop behind the limits above
-MAX_RENDER_SECONDS = 1.0
-#: spaces of indentation `tojson` accepts
-MAX_JSON_INDENT = 16
+from chalicelib.engine.template_errors import TemplateError
+
+# Besides the names used here, everything that moved to template_filters and template_limits is
+# re-exported, so code importing it from this module keeps working.
+from chalicelib.engine.template_filters import (  # noqa: F401
+    _REFERENCE_FILTERS,
+    _REPLACED_FILTERS,
+    _TEXT_FILTERS,
+    _b64decode,
+    _b64encode,
+    _batch,
+    _center,
+    _format,
+    _fromjson,
+    _guard_filter,
+    _indent,
+    _join,
+    _json_default,
+    _lipsum,
+    _replace,
+    _slice,
+    _sum,
+    _tojson,
+    _urlize,
+    _wordwrap,
+)
+from chalicelib.engine.template_limits import (  # noqa: F401
+    _BINOP_CHECKS,
+    _PRINTF_SPEC,
+    _TEXT_METHOD_SIZES,
+    MAX_BUILT_SIZE,
+    MAX_FORMAT_WIDTH,
+    MAX_INT_BITS,
+    MAX_JSON_INDENT,
+    MAX_OPERATIONS,
+    MAX_OUTPUT_SIZE,
+    MAX_RENDER_SECONDS,
+    MAX_SEQUENCE_LENGTH,
+    MAX_VALUE_SIZE,
+    _admit,
+    _check_add,
+    _check_method_call,
+    _check_modulo,
+    _check_multiply,
+    _check_power,
+    _check_printf,
+    _check_width,
+    _children,
+    _expanded_tabs_size,
+    _Frame,
+    _GuardedEscapeFormatter,
+    _GuardedFormatter,
+    _int_argument,
+    _join_text,
+    _leaf_size,
+    _local,
+    _measure,
+    _padded_size,
+    _refuse_oversized,
+    _rendering,
+    _RenderSession,
+    _replaced_size,
+    _safe_range,
+    _session,
+    _too_large,
+    _translated_size,
+    _walk,
+)
 
 COMPILE_CACHE_SIZE = 4096
 
 
-class TemplateError(Exception):
-    """A template that does not parse, names something undefined, or breaks a sandbox rule."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-# --------------------------------------------------------------------------- render session
-
-
-class _RenderSession:
-    """Budget and size memo shared by everything one public render call evaluates."""
-
-    __slots__ = ("operations", "built_size", "deadline", "sizes", "output_size")
-
-    def __init__(self) -> None:
-        self.operations = 0
-        self.built_size = 0
-        self.deadline = time.perf_counter() + MAX_RENDER_SECONDS
-        # id -> (value, size, first Undefined inside or None); holding the value keeps the id valid
-        self.sizes: dict[int, tuple[Any, int, Undefined | None]] = {}
-        self.output_size = 0
-
-    def tick(self) -> None:
-        self.operations += 1
-        if self.operations > MAX_OPERATIONS:
-            raise TemplateError(f"template needs more than {MAX_OPERATIONS} operations")
-        if not self.operations & 0x3F:
-            self.check_deadline()
-
-    def charge(self, size: int) -> None:
-        # Values held in block buffers or namespaces escape the per-value limits; their sum cannot.
-        self.built_size += size
-        if self.built_size > MAX_BUILT_SIZE:
-            raise TemplateError(f"template builds more than {MAX_BUILT_SIZE} characters in total")
-
-    def check_deadline(self) -> None:
-        if time.perf_counter() > self.deadline:
-            raise TemplateError(f"template took longer than {MAX_RENDER_SECONDS} s to render")
-
-
-_local = threading.local()
-
-
-def _session() -> _RenderSession:
-    # Outside a render (constant folding at compile time) a throwaway session still applies the limits.
-    return getattr(_local, "session", None) or _RenderSession()
-
-
-@contextlib.contextmanager
-def _rendering() -> Iterator[_RenderSession]:
-    outer = getattr(_local, "session", None)
-    if outer is not None:
-        yield outer
-        return
-    session = _local.session = _RenderSession()
-    try:
-        yield session
-    finally:
-        _local.session = None
-
-
-# --------------------------------------------------------------------------- value sizes
-
-
-def _too_large(what: str, size: int, limit: int) -> TemplateError:
-    return TemplateError(f"{what} would be about {size} characters, the limit is {limit}")
-
-
-def _refuse_oversized(what: str, size: int) -> None:
-    if size > MAX_VALUE_SIZE:
-        raise _too_large(what, size, MAX_VALUE_SIZE)
-
-
-def _admit(what: str, size: int) -> None:
-    """Refuse building a value of `size` over the value limit, else count it against the render."""
-    _refuse_oversized(what, size)
-    _session().charge(size)
-
-
-def _leaf_size(value: Any) -> int | None:
-    """Approximate text size of a value without children; None for a container."""
-    kind = type(value)
-    if kind is str or kind is bytes:
-        return len(value)
-    if kind is bool or value is None:
-        return 5
-    if kind is int:
-        return value.bit_length() // 3 + 2
-    if kind is float:
-        return 24
-    if isinstance(value, (list, tuple, dict, set, frozenset, Namespace, KeysView, ValuesView, ItemsView)):
-        return None
-    if isinstance(value, (str, bytes)):
-        return len(value)
-    if isinstance(value, int):
-        return value.bit_length() // 3 + 2
-    if isinstance(value, range):
-        return len(value) * 8
-    return 32
-
-
-def _children(value: Any) -> Iterator[Any]:
-    if isinstance(value, Namespace):
-        value = object.__getattribute__(value, "_Namespace__attrs")
-    if isinstance(value, dict):
-        return itertools.chain.from_iterable(value.items())
-    return iter(value)
-
-
-def _measure(value: Any, limit: int = MAX_VALUE_SIZE, *, strict: bool = True, what: str = "value") -> int:
-    """Approximate size of `value` written out as text, counting shared parts each time they appear.
-
-    Walks each distinct container once per render (memoised by identity), so a list repeating one
-    big item is measured in linear time and refused before anything expands it. With `strict`, an
-    Undefined anywhere inside fails with its own error (text conversion would hide it otherwise).
-    """
-    size = _leaf_size(value)
-    if size is not None:
-        if isinstance(value, Undefined):
-            if strict:
-                value._fail_with_undefined_error()
-            return 9
-        if size > limit:
-            raise _too_large(what, size, limit)
-        return size
-    session = _session()
-    memo = session.sizes
-    hit = memo.get(id(value))
-    if hit is None:
-        hit = _walk(value, limit, memo, session, strict, what)
-    if strict and hit[2] is not None:
-        hit[2]._fail_with_undefined_error()
-    if hit[1] > limit:
-        raise _too_large(what, hit[1], limit)
-    return hit[1]
-
-
-class _Frame:
-    """A container being measured: its remaining children and the totals so far."""
-
-    __slots__ = ("value", "children", "size", "undefined", "mutable")
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-        self.children = _children(value)
-        self.size = 2
-        self.undefined: Undefined | None = None
-        # `{% set ns.x = ... %}` changes a namespace later in the render: never memoise what holds one
-        self.mutable = isinstance(value, Namespace)
-
-    def add(self, size: int, undefined: Undefined | None, limit: int, what: str) -> None:
-        self.size += size + 2
-        self.undefined = self.undefined or undefined
-        if self.size > limit:
-            raise _too_large(what, self.size, limit)
-
-
-def _walk(root: Any, limit: int, memo: dict, session: _RenderSession, strict: bool, what: str) -> tuple:
-    """Iterative post-order walk of a container; returns its (value, size, first Undefined) entry."""
-    stack = [_Frame(root)]
-    active = {id(root)}
-    steps = 0
-    while True:
-        frame = stack[-1]
-        for child in frame.children:
-            steps += 1
-            if not steps & 0xFFF:
-                session.check_deadline()
-            size, undefined = _leaf_size(child), None
-            if size is None:
-                hit = memo.get(id(child))
-                if hit is not None:
-                    size, undefined = hit[1], hit[2]
-                elif id(child) in active:  # a cycle through a namespace: repr writes "[...]"
-                    size = 5
-                else:
-                    stack.append(_Frame(child))
-                    active.add(id(child))
-                    break
-            elif isinstance(child, Undefined):
-                if strict:
-                    child._fail_with_undefined_error()
-                undefined = child
-            frame.add(size, undefined, limit, what)
-        else:
-            stack.pop()
-            active.discard(id(frame.value))
-            entry = (frame.value, frame.size, frame.undefined)
-            if not frame.mutable:
-                memo[id(frame.value)] = entry
-            if not stack:
-                return entry
-            stack[-1].mutable = stack[-1].mutable or frame.mutable
-            stack[-1].add(frame.size, frame.undefined, limit, what)
-
-
-def _join_text(parts: Iterable[Any]) -> str:
-    """Concatenate outputs as text, refusing as soon as the total grows too large."""
-    texts, total = [], 0
-    for part in parts:  # consumed one by one: a loop's output is checked while it runs
-        total += _measure(part, what="text")
-        _refuse_oversized("text", total)
-        texts.append(part if type(part) is str else str(part))
-    _session().charge(total)
-    return "".join(texts)
+# --------------------------------------------------------------------------- native concat
 
 
 def native_concat(values: Iterable[Any]) -> Any:
@@ -266,387 +100,6 @@ def native_concat(values: Iterable[Any]) -> Any:
     if len(head) == 1:
         return head[0]
     return _join_text(itertools.chain(head, values))
-
-
-# --------------------------------------------------------------------------- operator limits
-
-
-def _check_multiply(left: Any, right: Any) -> None:
-    if isinstance(left, int) and isinstance(right, int):
-        bits = left.bit_length() + right.bit_length()
-        if bits > MAX_INT_BITS:
-            raise TemplateError(f"integer product would have about {bits} bits, the limit is {MAX_INT_BITS}")
-        return
-    if isinstance(left, (str, bytes, list, tuple)) and isinstance(right, int):
-        sequence, count = left, right
-    elif isinstance(right, (str, bytes, list, tuple)) and isinstance(left, int):
-        sequence, count = right, left
-    else:
-        return
-    if count <= 0:
-        return
-    length = len(sequence) * count
-    if length > MAX_SEQUENCE_LENGTH:
-        raise TemplateError(f"repetition would have {length} items, the limit is {MAX_SEQUENCE_LENGTH}")
-    if isinstance(sequence, (list, tuple)):
-        size = _measure(sequence, strict=False) * count
-        _refuse_oversized("repetition", size)
-    _session().charge(length)
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    if not (isinstance(base, int) and isinstance(exponent, int)) or exponent <= 1 or abs(base) <= 1:
-        return
-    if exponent > MAX_INT_BITS or base.bit_length() * exponent > MAX_INT_BITS:
-        raise TemplateError(f"power {base} ** {exponent} is too large, results are limited to {MAX_INT_BITS} bits")
-
-
-def _check_add(left: Any, right: Any) -> None:
-    if isinstance(left, (str, bytes)) and isinstance(right, (str, bytes)):
-        _admit("concatenation", len(left) + len(right))
-    elif isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
-        length = len(left) + len(right)
-        if length > MAX_SEQUENCE_LENGTH:
-            raise TemplateError(f"concatenation would have {length} items, the limit is {MAX_SEQUENCE_LENGTH}")
-        _session().charge(length)
-
-
-_PRINTF_SPEC = re.compile(
-    r"%(?:\((?P<key>[^)]*)\))?[#0 +\-]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?[hlL]?(?P<conversion>.?)",
-    re.S,
-)
-
-
-def _check_width(digits: str | None) -> int:
-    if not digits:
-        return 0
-    if digits == "*":
-        raise TemplateError("'*' width or precision is not allowed in template formatting")
-    if len(digits) > 6 or int(digits) > MAX_FORMAT_WIDTH:
-        raise TemplateError(f"format width {digits} is larger than the limit of {MAX_FORMAT_WIDTH}")
-    return int(digits)
-
-
-def _check_printf(template: Any, values: Any) -> None:
-    """Bound `template % values` before Python builds it."""
-    text = template.decode("latin-1") if isinstance(template, bytes) else str(template)
-    mapping = values if isinstance(values, Mapping) else None
-    produced = len(text)
-    positional = mapping is None
-    for spec in _PRINTF_SPEC.finditer(text):
-        if spec["conversion"] == "%":
-            continue
-        produced += _check_width(spec["width"]) + _check_width(spec["precision"]) + 400
-        if mapping is not None and spec["key"] is not None:
-            produced += _measure(mapping.get(spec["key"]), what="formatted text")
-        else:
-            positional = True
-        _refuse_oversized("formatted text", produced)
-    if positional:
-        produced += _measure(values if isinstance(values, tuple) else (values,), what="formatted text")
-    _admit("formatted text", produced)
-
-
-def _check_modulo(left: Any, right: Any) -> None:
-    if isinstance(left, (str, bytes)):
-        _check_printf(left, right)
-
-
-_BINOP_CHECKS: dict[str, Callable[[Any, Any], None]] = {
-    "*": _check_multiply,
-    "**": _check_power,
-    "+": _check_add,
-    "%": _check_modulo,
-}
-
-
-class _GuardedFormatter(SandboxedFormatter):
-    """`str.format` with bounded widths and output."""
-
-    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
-        self._produced = len(format_string)
-        return super().vformat(format_string, args, kwargs)
-
-    def convert_field(self, value: Any, conversion: str | None) -> Any:
-        _measure(value, what="formatted text")
-        return super().convert_field(value, conversion)
-
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        for digits in re.findall(r"\d+", format_spec):
-            self._produced += _check_width(digits)
-        size = _measure(value, what="formatted text")
-        self._produced += size
-        _refuse_oversized("formatted text", self._produced)
-        _session().charge(size)
-        return super().format_field(value, format_spec)
-
-
-class _GuardedEscapeFormatter(_GuardedFormatter, EscapeFormatter):
-    pass
-
-
-# --------------------------------------------------------------------------- method-call limits
-
-
-def _int_argument(args: tuple, kwargs: Mapping, index: int, name: str, default: int = 0) -> int:
-    value = args[index] if len(args) > index else kwargs.get(name, default)
-    return value if isinstance(value, int) else default
-
-
-def _padded_size(text: Any, args: tuple, kwargs: Mapping) -> int:
-    return max(len(text), _int_argument(args, kwargs, 0, "width"))
-
-
-def _expanded_tabs_size(text: Any, args: tuple, kwargs: Mapping) -> int:
-    tab = "\t" if isinstance(text, str) else b"\t"
-    return len(text) + text.count(tab) * max(_int_argument(args, kwargs, 0, "tabsize", 8), 0)
-
-
-def _replaced_size(text: Any, args: tuple, kwargs: Mapping) -> int:
-    if len(args) < 2 or not isinstance(args[0], type(text)) or not isinstance(args[1], type(text)):
-        return len(text)  # the call itself refuses these arguments
-    old, new = args[0], args[1]
-    hits = text.count(old) if old else len(text) + 1
-    count = _int_argument(args, kwargs, 2, "count", -1)
-    if count >= 0:
-        hits = min(hits, count)
-    return len(text) + hits * len(new)
-
-
-def _translated_size(text: Any, args: tuple, kwargs: Mapping) -> int:
-    table = args[0] if args else None
-    longest = 1
-    if isinstance(table, Mapping):
-        longest = max([len(v) if isinstance(v, (str, bytes)) else 1 for v in table.values()] or [1])
-    return len(text) * max(longest, 1)
-
-
-_TEXT_METHOD_SIZES: dict[str, Callable[[Any, tuple, Mapping], int]] = {
-    "ljust": _padded_size,
-    "rjust": _padded_size,
-    "center": _padded_size,
-    "zfill": _padded_size,
-    "expandtabs": _expanded_tabs_size,
-    "replace": _replaced_size,
-    "translate": _translated_size,
-}
-
-
-def _check_method_call(function: Any, args: tuple, kwargs: Mapping) -> tuple:
-    """Bound calls of str/bytes/int methods that build large results; returns the args to use."""
-    owner = getattr(function, "__self__", None)
-    if not isinstance(owner, (str, bytes, int)):
-        return args
-    name = getattr(function, "__name__", "")
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("_loop_vars", "_block_vars")}
-    if isinstance(owner, int):
-        size = _int_argument(args, kwargs, 0, "length", 1) if name == "to_bytes" else 0
-    elif name == "join" and args:
-        items = list(args[0])
-        size = _measure(items, what="joined text") + len(owner) * len(items)
-        args = (items,) + args[1:]
-    elif name in _TEXT_METHOD_SIZES:
-        size = _TEXT_METHOD_SIZES[name](owner, args, kwargs)
-    else:
-        return args
-    _refuse_oversized(f"{name}() result", size)
-    return args
-
-
-# --------------------------------------------------------------------------- filters and globals
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    if indent is not None and (not isinstance(indent, int) or not 0 <= indent <= MAX_JSON_INDENT):
-        raise TemplateError(f"tojson indent must be an integer from 0 to {MAX_JSON_INDENT}")
-    _measure(value, what="JSON text")
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple, KeysView, ValuesView, ItemsView, range, types.GeneratorType)):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _fromjson(value: Any) -> Any:
-    if not isinstance(value, (str, bytes)):
-        raise TemplateError(f"fromjson expects a string, not {type(value).__name__}")
-    try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise TemplateError(f"fromjson: invalid JSON: {exc}") from None
-
-
-def _b64encode(value: Any) -> str:
-    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
-    return base64.b64encode(data).decode("ascii")
-
-
-def _b64decode(value: Any) -> str:
-    try:
-        return base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise TemplateError(f"b64decode: {exc}") from None
-
-
-def _center(value: Any, width: int = 80) -> str:
-    if isinstance(width, int):
-        _refuse_oversized("center() result", width)
-    return jinja_filters.do_center(value, width)
-
-
-def _indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
-    text = str(s)
-    step = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-    size = len(text) + (text.count("\n") + 2) * max(step, 0)
-    _refuse_oversized("indent() result", size)
-    return jinja_filters.do_indent(s, width, first, blank)
-
-
-@jinja2.pass_environment
-def _wordwrap(environment: Any, s: Any, width: int = 79, break_long_words: bool = True,
-              wrapstring: str | None = None, break_on_hyphens: bool = True) -> str:
-    text = str(s)
-    wrap = environment.newline_sequence if wrapstring is None else str(wrapstring)
-    lines = 2 * len(text) // max(width if isinstance(width, int) else 1, 1) + text.count("\n") + 2
-    size = len(text) + lines * len(wrap)
-    _refuse_oversized("wordwrap() result", size)
-    return jinja_filters.do_wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
-
-
-def _format(value: Any, *args: Any, **kwargs: Any) -> str:
-    if args and kwargs:
-        raise TemplateError("format: can't handle positional and keyword arguments at the same time")
-    _check_printf(str(value), kwargs or args)
-    return jinja_filters.do_format(value, *args, **kwargs)
-
-
-@jinja2.pass_eval_context
-def _join(eval_ctx: Any, value: Any, d: str = "", attribute: str | int | None = None) -> str:
-    if attribute is not None:
-        value = map(jinja_filters.make_attrgetter(eval_ctx.environment, attribute), value)
-    items = list(value)
-    size = _measure(items, what="joined text") + len(str(d)) * len(items)
-    _refuse_oversized("joined text", size)
-    return jinja_filters.sync_do_join(eval_ctx, items, d)
-
-
-@jinja2.pass_eval_context
-def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> str:
-    size = _replaced_size(str(s), (str(old), str(new), -1 if count is None else count), {})
-    _refuse_oversized("replace() result", size)
-    return jinja_filters.do_replace(eval_ctx, s, old, new, count)
-
-
-def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
-    if fill_with is not None and isinstance(linecount, int) and linecount > MAX_SEQUENCE_LENGTH:
-        raise TemplateError(f"batch size {linecount} is larger than the limit of {MAX_SEQUENCE_LENGTH}")
-    return jinja_filters.do_batch(value, linecount, fill_with)
-
-
-def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
-    if isinstance(slices, int) and slices > MAX_SEQUENCE_LENGTH:
-        raise TemplateError(f"slice count {slices} is larger than the limit of {MAX_SEQUENCE_LENGTH}")
-    return jinja_filters.sync_do_slice(value, slices, fill_with)
-
-
-@jinja2.pass_environment
-def _sum(environment: Any, iterable: Any, attribute: str | int | None = None, start: Any = 0) -> Any:
-    if attribute is not None:
-        iterable = map(jinja_filters.make_attrgetter(environment, attribute), iterable)
-    if isinstance(start, (list, tuple)):
-        # Built in one pass: Python's sum() of lists copies the partial result on every step.
-        total = list(start)
-        for item in iterable:
-            if not isinstance(item, (list, tuple)):
-                raise TypeError(f"can only concatenate list (not {type(item).__name__!r}) to list")
-            if len(total) + len(item) > MAX_SEQUENCE_LENGTH:
-                raise TemplateError(f"sum would have more than {MAX_SEQUENCE_LENGTH} items")
-            _session().charge(len(item))
-            total.extend(item)
-        return type(start)(total)
-    total = start
-    for item in iterable:
-        _check_add(total, item)
-        total = total + item
-    return total
-
-
-@jinja2.pass_eval_context
-def _urlize(eval_ctx: Any, value: str, trim_url_limit: int | None = None, nofollow: bool = False,
-            target: str | None = None, rel: str | None = None, extra_schemes: Any = None) -> str:
-    text = str(value)
-    per_link = 64 + len(str(target or "")) + len(str(rel or ""))
-    size = len(text) * 6 + (len(text) // 2 + 1) * per_link
-    _refuse_oversized("urlize() result", size)
-    return jinja_filters.do_urlize(eval_ctx, value, trim_url_limit, nofollow, target, rel, extra_schemes)
-
-
-def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
-    if not (isinstance(n, int) and isinstance(max, int)) or n > 100 or max > 1000:
-        raise TemplateError("lipsum() is limited to 100 paragraphs of 1000 words")
-    return generate_lorem_ipsum(n, html, min, max)
-
-
-def _safe_range(*args: int) -> range:
-    numbers = range(*args)
-    if len(numbers) > MAX_SEQUENCE_LENGTH:
-        raise TemplateError(f"range() would have {len(numbers)} items, the limit is {MAX_SEQUENCE_LENGTH}")
-    return numbers
-
-
-_REPLACED_FILTERS: dict[str, Callable] = {
-    "batch": _batch,
-    "center": _center,
-    "format": _format,
-    "indent": _indent,
-    "join": _join,
-    "replace": _replace,
-    "slice": _slice,
-    "sum": _sum,
-    "tojson": _tojson,
-    "urlize": _urlize,
-    "wordwrap": _wordwrap,
-    "fromjson": _fromjson,
-    "b64encode": _b64encode,
-    "b64decode": _b64decode,
-}
-
-# Filters that turn containers into text: an Undefined inside must fail instead of printing "Undefined".
-_TEXT_FILTERS = frozenset([
-    "b64encode", "capitalize", "center", "e", "escape", "forceescape", "format", "indent", "join",
-    "lower", "pprint", "replace", "safe", "string", "striptags", "title", "tojson", "trim", "truncate",
-    "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr",
-])
-
-
-# Filters that return (a part of) their input rather than building something new.
-_REFERENCE_FILTERS = frozenset(["attr", "d", "default", "first", "last", "max", "min", "random"])
-
-
-def _guard_filter(name: str, function: Callable) -> Callable:
-    """Count a filter against the render budget and refuse oversized inputs and results."""
-    skip = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
-    strict = name in _TEXT_FILTERS
-    builds = name not in _REFERENCE_FILTERS
-
-    @functools.wraps(function)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        _session().tick()
-        for argument in itertools.chain(args[skip:], kwargs.values()):
-            if strict or not isinstance(argument, Undefined):
-                _measure(argument, strict=strict, what=f"input of filter {name!r}")
-        result = function(*args, **kwargs)
-        if builds and isinstance(result, (str, bytes, list, tuple)):
-            _admit(f"result of filter {name!r}", len(result))
-        return result
-
-    return guarded
 
 
 # --------------------------------------------------------------------------- environment

@@ -20,7 +20,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.config import get_settings
@@ -93,6 +93,22 @@ class WorkflowModel(Model):
     last_run_at = UnicodeAttribute(null=True)
 
 
+class WorkflowStatsModel(Model):
+    """The run counters of a workflow item, without its VersionAttribute: counting a run
+    must not change the workflow's revision."""
+
+    class Meta(_WorkflowsTable):
+        pass
+
+    account_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    runs_total = NumberAttribute(default=0)
+    runs_succeeded = NumberAttribute(default=0)
+    runs_failed = NumberAttribute(default=0)
+    duration_total_ms = NumberAttribute(default=0)
+    last_run_at = UnicodeAttribute(null=True)
+
+
 class WorkflowRevisionModel(Model):
     class Meta(_WorkflowsTable):
         pass
@@ -155,3 +171,107 @@ class TriggerModel(Model):
     updated_at = UnicodeAttribute()
 
     by_account = TriggersByAccount()
+
+
+class ExecutionsByStarted(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_started"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    started_key = UnicodeAttribute(range_key=True)
+
+
+class ExecutionsByWorkflow(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_workflow"
+        projection = AllProjection()
+
+    workflow_key = UnicodeAttribute(hash_key=True)
+    started_key = UnicodeAttribute(range_key=True)
+
+
+class ExecutionsDue(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "due"
+        projection = KeysOnlyProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class ExecutionModel(Model):
+    """An execution: what started it, the pinned revision, its status and result. Large
+    parameters and results live in the payload bucket (`*_ref`)."""
+
+    class Meta(_Meta):
+        table_name = _settings.table_name("executions")
+
+    account_id = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+    workflow_id = UnicodeAttribute()
+    workflow_key = UnicodeAttribute()
+    workflow_ref = UnicodeAttribute()
+    workflow_name = UnicodeAttribute()
+    workflow_revision = NumberAttribute()
+    status = UnicodeAttribute()
+    triggered_by = UnicodeAttribute()
+    trigger_id = UnicodeAttribute(null=True)
+    trigger = JSONAttribute(null=True)
+    redrive_count = NumberAttribute(default=0)
+    parameters = JSONAttribute(null=True)
+    parameters_ref = UnicodeAttribute(null=True)
+    variables = JSONAttribute(null=True)
+    result = JSONAttribute(null=True)
+    result_ref = UnicodeAttribute(null=True)
+    error = JSONAttribute(null=True)
+    started_at = UnicodeAttribute()
+    started_key = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+    duration_ms = NumberAttribute(null=True)
+    deadline_at = NumberAttribute(null=True)
+    parent_execution_id = UnicodeAttribute(null=True)
+    parent_step = UnicodeAttribute(null=True)
+    callback = JSONAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+    by_started = ExecutionsByStarted()
+    by_workflow = ExecutionsByWorkflow()
+    due = ExecutionsDue()
+
+
+class StepRunModel(Model):
+    """One step of one execution, from its first claim on. Steps that never started have
+    no item. Large inputs and outputs live in the payload bucket (`*_ref`)."""
+
+    class Meta(_Meta):
+        table_name = _settings.table_name("step-runs")
+
+    execution_key = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute(range_key=True)
+    status = UnicodeAttribute()
+    attempt = NumberAttribute()
+    action = UnicodeAttribute(null=True)
+    lease_token = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+    attempt_started_at = NumberAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    duration_ms = NumberAttribute(null=True)
+    seq = NumberAttribute(null=True)
+    input = JSONAttribute(null=True)
+    input_ref = UnicodeAttribute(null=True)
+    output = JSONAttribute(null=True)
+    output_ref = UnicodeAttribute(null=True)
+    error = JSONAttribute(null=True)
+    attempt_log = JSONAttribute(null=True)
+    published = JSONAttribute(null=True)
+    wake_at = NumberAttribute(null=True)
+    next_attempt_at = NumberAttribute(null=True)
+    approval = JSONAttribute(null=True)
+    approved = NumberAttribute(null=True)
+    child_execution_id = UnicodeAttribute(null=True)
+    compensation = JSONAttribute(null=True)
+    expires_at = TTLAttribute(null=True)

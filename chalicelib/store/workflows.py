@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, Iterator
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.config import get_settings
@@ -23,6 +23,7 @@ from chalicelib.store.models import (
     WorkflowModel,
     WorkflowRefModel,
     WorkflowRevisionModel,
+    WorkflowStatsModel,
 )
 
 CATALOG_MAX_BYTES = 350_000  # below DynamoDB's 400 KB item limit, with room for keys
@@ -91,7 +92,7 @@ def _connection() -> Connection:
 
 
 def _stats(item: WorkflowModel) -> dict[str, Any]:
-    finished = int(item.runs_succeeded) + int(item.runs_failed)
+    finished = int(item.runs_total)  # every counted run has ended, whatever its status
     return {
         "runs_total": int(item.runs_total),
         "runs_succeeded": int(item.runs_succeeded),
@@ -272,6 +273,21 @@ class WorkflowRepository:
         expires_at = timedelta(days=retention_days)  # from now
         for revision in self._revision_items(account_id, record.id, attributes=["account_id", "sk"]):
             revision.update(actions=[WorkflowRevisionModel.expires_at.set(expires_at)])
+
+    def record_run(self, account_id: str, workflow_id: str, *, succeeded: bool, failed: bool,
+                   duration_ms: int, finished_at: str) -> None:
+        """Counts a finished run, atomically; a workflow deleted meanwhile is left alone."""
+        S = WorkflowStatsModel
+        actions = [S.runs_total.add(1), S.duration_total_ms.add(duration_ms), S.last_run_at.set(finished_at)]
+        if succeeded:
+            actions.append(S.runs_succeeded.add(1))
+        if failed:
+            actions.append(S.runs_failed.add(1))
+        try:
+            S(account_id, _wf_key(workflow_id)).update(actions=actions, condition=S.sk.exists())
+        except UpdateError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
 
     def _revision_items(self, account_id: str, workflow_id: str, attributes=None) -> Iterator[WorkflowRevisionModel]:
         return WorkflowRevisionModel.query(

@@ -4,6 +4,7 @@ client, and a fresh account (with an admin key) for each test."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,12 @@ def _reset_cached_clients() -> None:
     for model in (models.AccountModel, models.ApiKeyModel, models.WorkflowModel, models.WorkflowRevisionModel,
                   models.WorkflowRefModel, models.WorkflowCatalogModel, models.TriggerModel):
         model._connection = None
+    for model in (models.ExecutionModel, models.StepRunModel, models.WorkflowStatsModel):
+        model._connection = None
     workflows._connection.cache_clear()
-    wiring.account_service.cache_clear()
-    wiring.workflow_service.cache_clear()
+    for factory in (wiring.account_service, wiring.workflow_service, wiring.aws_client, wiring.runtime,
+                    wiring.execution_service, wiring.callbacks):
+        factory.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +124,35 @@ def tenant(chalice_client) -> Tenant:
 @pytest.fixture
 def api(tenant) -> Api:
     return tenant.api
+
+
+@pytest.fixture(scope="module")
+def workers(chalice_client):
+    """The app's SQS handlers (step worker, delivery worker) polling their queues on
+    threads, as Lambda's event source mappings would; the tick is driven by each test."""
+    from app import app
+    from chalicelib.local import event_source_loops
+
+    stop = threading.Event()
+    loops = [loop for loop in event_source_loops(app, boto3.client("sqs"), "us-east-1", tick_seconds=3600,
+                                                 workers=2, stop=stop) if loop.name != "tick"]
+    for loop in loops:
+        loop.start()
+    yield loops
+    stop.set()
+    for loop in loops:
+        loop.join(timeout=10)
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Polls `predicate` until it returns something truthy; fails the test after `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s")
+        time.sleep(interval)

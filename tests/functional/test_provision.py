@@ -40,6 +40,17 @@ def queue_arn(name):
     return f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
 
 
+def index(name, hash_key, range_key, projection):
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": projection},
+    }
+
+
 def by_account_index(hash_key, range_key):
     return {
         "IndexName": "by_account",
@@ -84,6 +95,8 @@ class TestProvisionedAccount:
                 "ApiKeysTable": f"{PREFIX}-api-keys",
                 "WorkflowsTable": f"{PREFIX}-workflows",
                 "TriggersTable": f"{PREFIX}-triggers",
+                "ExecutionsTable": f"{PREFIX}-executions",
+                "StepRunsTable": f"{PREFIX}-step-runs",
             },
             queues={
                 "StepDeadLetterQueue": queue_url(f"{PREFIX}-steps-dlq"),
@@ -125,6 +138,28 @@ class TestProvisionedAccount:
                 {"id": "S", "account_id": "S", "workflow_id": "S"},
                 [by_account_index("account_id", "workflow_id")],
             ),
+            (
+                "executions",
+                [
+                    {"AttributeName": "account_id", "KeyType": "HASH"},
+                    {"AttributeName": "id", "KeyType": "RANGE"},
+                ],
+                {"account_id": "S", "id": "S", "started_key": "S", "workflow_key": "S", "due_shard": "S", "due_at": "N"},
+                [
+                    index("by_started", "account_id", "started_key", "ALL"),
+                    index("by_workflow", "workflow_key", "started_key", "ALL"),
+                    index("due", "due_shard", "due_at", "KEYS_ONLY"),
+                ],
+            ),
+            (
+                "step-runs",
+                [
+                    {"AttributeName": "execution_key", "KeyType": "HASH"},
+                    {"AttributeName": "name", "KeyType": "RANGE"},
+                ],
+                {"execution_key": "S", "name": "S"},
+                [],
+            ),
         ],
     )
     def test_table_keys_indexes_billing_and_protection(
@@ -148,7 +183,7 @@ class TestProvisionedAccount:
         recovery = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
         assert recovery["PointInTimeRecoveryStatus"] == "ENABLED"
 
-    def test_only_the_workflows_table_expires_items(self, session, provisioned):
+    def test_history_tables_expire_items(self, session, provisioned):
         dynamodb = session.client("dynamodb")
         ttl = {
             name: dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
@@ -160,6 +195,8 @@ class TestProvisionedAccount:
             f"{PREFIX}-api-keys": {"TimeToLiveStatus": "DISABLED"},
             f"{PREFIX}-workflows": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
             f"{PREFIX}-triggers": {"TimeToLiveStatus": "DISABLED"},
+            f"{PREFIX}-executions": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
+            f"{PREFIX}-step-runs": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
         }
 
     @pytest.mark.parametrize(

@@ -1,0 +1,664 @@
+"""The execution runtime: turns the engine's decisions into claims, records, messages and
+finished executions. Every step attempt is claimed with a conditional write (its lease)
+and recorded once, conditional on still holding it; an execution's watchdog in the due
+index lets the tick re-drive whatever a dead worker left behind."""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from chalicelib.actions.base import ActionContext, StartChild
+from chalicelib.config import Settings
+from chalicelib.engine.definition import normalize_definition
+from chalicelib.engine.machine import (
+    AttemptFailed,
+    AttemptSucceeded,
+    CancelRequested,
+    CancelSteps,
+    Command,
+    CompensationFinished,
+    Event,
+    FinishExecution,
+    RunCompensation,
+    RunStep,
+    State,
+    TimerFired,
+    WaitStarted,
+    apply,
+    decide,
+    is_waiting,
+    variables,
+)
+from chalicelib.engine.plan import ExecutionStatus, Plan, StepStatus, compile_plan
+from chalicelib.engine.templating import TemplateError
+from chalicelib.ids import iso, new_id
+from chalicelib.logs import logger
+from chalicelib.secrets import mask_secrets
+from chalicelib.services.context import template_context
+from chalicelib.services.queues import MAX_DELAY, Queue
+from chalicelib.services.step_runner import run_attempt, run_compensation
+from chalicelib.store.executions import ExecutionRepository, execution_key
+from chalicelib.store.models import ExecutionModel, StepRunModel
+from chalicelib.store.payloads import PayloadStore
+from chalicelib.store.workflows import WorkflowRepository
+
+LEASE_GRACE = 30          # seconds a lease outlives its step's timeout
+WATCHDOG = 300            # how long after its last lease the tick looks at an execution in flight
+MAX_LIFETIME = 365 * 86400
+INLINE_MARGIN = 10        # seconds that must remain after a step's timeout to run it in-process
+
+
+def _epoch(moment: str) -> float:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+
+
+def _iso(epoch: float) -> str:
+    return iso(datetime.fromtimestamp(epoch, timezone.utc))
+
+
+@dataclass
+class Loaded:
+    """An execution with what deciding about it needs."""
+
+    item: ExecutionModel
+    workflow: dict[str, Any]
+    plan: Plan
+    steps: dict[str, StepRunModel]
+    state: State
+    claimed_at: dict[str, float] = field(default_factory=dict)  # first claims made by this process
+
+    @property
+    def account_id(self) -> str:
+        return self.item.account_id
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+
+def engine_record(item: StepRunModel) -> dict[str, Any]:
+    return {
+        "status": item.status, "attempt": int(item.attempt), "error": item.error, "output": item.output,
+        "published": item.published, "seq": item.seq, "wake_at": item.wake_at,
+        "next_attempt_at": item.next_attempt_at, "approved": bool(item.approved),
+        "compensation": item.compensation,
+    }
+
+
+def _state(item: ExecutionModel, steps: dict[str, StepRunModel]) -> State:
+    records = {name: engine_record(s) for name, s in steps.items()}
+    clock = max((int(r["seq"] or 0) for r in records.values()), default=0)
+    return State(ExecutionStatus(item.status), records, clock)
+
+
+class Runtime:
+    def __init__(self, *, executions: ExecutionRepository, workflows: WorkflowRepository, payloads: PayloadStore,
+                 steps: Queue, deliveries: Queue, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.executions = executions
+        self.workflows = workflows
+        self.payloads = payloads
+        self.step_queue = steps
+        self.delivery_queue = deliveries
+        self.settings = settings
+        self.clock = clock
+        self._revision = functools.lru_cache(maxsize=256)(self._load_revision)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _load_revision(self, account_id: str, workflow_id: str, revision: int) -> tuple[dict[str, Any], Plan]:
+        """Revisions are immutable, so a worker keeps the ones it has compiled."""
+        document = self.workflows.revision(account_id, workflow_id, revision)
+        if document is None:
+            raise LookupError(f"revision {revision} of {workflow_id} is gone")
+        return document, compile_plan(normalize_definition(document.get("definition") or {}))
+
+    def load(self, account_id: str, execution_id: str) -> Loaded | None:
+        item = self.executions.get(account_id, execution_id)
+        if item is None:
+            return None
+        return self._loaded(item)
+
+    def _loaded(self, item: ExecutionModel) -> Loaded:
+        workflow, plan = self._revision(item.account_id, item.workflow_id, int(item.workflow_revision))
+        steps = {s.name: s for s in self.executions.steps(item.account_id, item.id)}
+        return Loaded(item, workflow, plan, steps, _state(item, steps))
+
+    def _refresh(self, loaded: Loaded) -> None:
+        loaded.steps = {s.name: s for s in self.executions.steps(loaded.account_id, loaded.id)}
+        loaded.state = _state(loaded.item, loaded.steps)
+
+    # -- starting ------------------------------------------------------------------------
+
+    def start(self, account_id: str, workflow: dict[str, Any], parameters: dict[str, Any], *,
+              triggered_by: str, trigger_id: str | None = None, trigger: dict[str, Any] | None = None,
+              timeout_seconds: float | None = None, callback: dict[str, Any] | None = None,
+              parent: tuple[str, str] | None = None, execution_id: str | None = None) -> ExecutionModel:
+        """Stores a new execution pinned to the workflow's current revision and sends its
+        first steps. Parameters must already be valid."""
+        now = self.clock()
+        execution_id = execution_id or new_id("ex")
+        started_at = _iso(now)
+        document, plan = self._revision(account_id, workflow["id"], int(workflow["revision"]))
+        inline, ref = self.payloads.pack(f"executions/{account_id}/{execution_id}/parameters.json", parameters)
+        deadline = now + (timeout_seconds if timeout_seconds else MAX_LIFETIME)
+        item = ExecutionModel(
+            account_id, execution_id, workflow_id=workflow["id"], workflow_key=f"{account_id}#{workflow['id']}",
+            workflow_ref=workflow["ref"], workflow_name=workflow["name"], workflow_revision=int(workflow["revision"]),
+            status=ExecutionStatus.QUEUED.value, triggered_by=triggered_by, trigger_id=trigger_id, trigger=trigger,
+            redrive_count=0, parameters=inline, parameters_ref=ref, variables=dict(plan.variables),
+            started_at=started_at, started_key=f"{started_at}#{execution_id}", deadline_at=int(deadline),
+            parent_execution_id=parent[0] if parent else None, parent_step=parent[1] if parent else None,
+            callback=callback,
+        )
+        item.due_shard, item.due_at = None, None
+        self.executions.create(item)
+        self.executions.set_due(item, min(now + WATCHDOG, deadline))
+        loaded = Loaded(item, document, plan, {}, State(ExecutionStatus.QUEUED))
+        self._carry_out(loaded, decide(plan, loaded.state), inline=False)
+        return item
+
+    # -- messages ------------------------------------------------------------------------
+
+    def handle(self, message: dict[str, Any], deadline: float) -> None:
+        """One step-queue message. Everything is idempotent: a duplicate is a no-op."""
+        kind = message.get("k", "run")
+        account_id, execution_id = message["a"], message["e"]
+        loaded = self.load(account_id, execution_id)
+        if loaded is None:
+            return
+        if kind == "reconcile":
+            self.reconcile(account_id, execution_id)
+            return
+        if loaded.state.status.terminal:
+            return
+        if kind == "run":
+            self._run_chain(loaded, message["s"], int(message["n"]), deadline)
+        elif kind == "wake":
+            self._wake(loaded, message["s"], deadline)
+        elif kind == "compensate":
+            self._compensate(loaded, message["s"])
+        elif kind == "child":
+            self._child_finished(loaded, message["s"], message["c"], deadline)
+
+    def _run_chain(self, loaded: Loaded, name: str, attempt: int, deadline: float) -> None:
+        """Runs a step and, while time allows, the next ready step in the same process: a
+        sequential workflow needs one message, not one per step."""
+        next_step: tuple[str, int] | None = (name, attempt)
+        while next_step is not None:
+            name, attempt = next_step
+            commands = self._attempt(loaded, name, attempt)
+            if commands is None:
+                return
+            next_step = self._carry_out(loaded, commands, inline=True, deadline=deadline)
+
+    # -- one attempt ---------------------------------------------------------------------
+
+    def _attempt(self, loaded: Loaded, name: str, attempt: int) -> list[Command] | None:
+        """Claims and runs one attempt; returns what the engine decided, or None when the
+        attempt was not ours to run (a duplicate, a stale message) or left nothing to do."""
+        step = loaded.plan.step(name)
+        now = self.clock()
+        token = uuid.uuid4().hex
+        lease_until = now + step.timeout + LEASE_GRACE
+        if not self.executions.claim(loaded.account_id, loaded.id, name, attempt=attempt, token=token,
+                                     lease_until=lease_until, now=now, action=step.action, started_at=_iso(now)):
+            return None
+        self._touch(loaded, lease_until)
+        previous = loaded.state.record(name)
+        claimed = dict(previous, status=StepStatus.RUNNING.value, attempt=attempt)
+        loaded.state = State(loaded.state.status, {**loaded.state.records, name: claimed}, loaded.state.clock)
+        if name not in loaded.steps or not loaded.steps[name].started_at:
+            loaded.claimed_at.setdefault(name, now)
+        context = self.context(loaded, step=name)
+        action_context = ActionContext(
+            account_id=loaded.account_id, execution_id=loaded.id, workflow_id=loaded.item.workflow_id, step=name,
+            attempt=attempt, timeout=step.timeout, allow_private_networks=self.settings.allow_private_networks,
+            now=self.clock,
+        )
+        outcome = run_attempt(step, attempt, previous, context, action_context)
+        fields = {"input": outcome.input}
+        if outcome.approval is not None:
+            fields["approval"] = outcome.approval
+        if outcome.child is not None:
+            return self._start_child(loaded, name, token, outcome.child, outcome.input, attempt)
+        return self._record(loaded, name, outcome.event, token=token, attempt_started=now, fields=fields,
+                            extra=outcome.extra)
+
+    def _record(self, loaded: Loaded, name: str, event: Event, *, token: str | None, attempt_started: float | None,
+                fields: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                expect: tuple[str, ...] = ("running",)) -> list[Command] | None:
+        """Applies `event` to the step, writes the step's new record (once), and returns
+        the commands that follow: a retry, or the engine's next decision."""
+        now = self.clock()
+        before = loaded.state.record(name)
+        state, commands = apply(loaded.plan, loaded.state, event, now)
+        record = dict(state.records[name], **(extra or {}))
+        writes = self._record_fields(loaded, name, before, record, now, attempt_started, fields or {})
+        if not self.executions.record(loaded.account_id, loaded.id, name, token, writes, expect_status=expect):
+            return None  # someone else holds or finished this step
+        state.records[name] = record
+        loaded.state = state
+        self._schedule_timers(loaded, name, record, commands)
+        if loaded.plan.graph:
+            self._refresh(loaded)  # see what parallel branches recorded meanwhile
+        decided = decide(loaded.plan, loaded.state)
+        if not decided and is_waiting(loaded.plan, loaded.state):
+            self._enter_waiting(loaded)
+        return [c for c in commands if not (isinstance(c, RunStep) and c.delay)] + decided
+
+    def _record_fields(self, loaded: Loaded, name: str, before: dict, record: dict, now: float,
+                       attempt_started: float | None, fields: dict[str, Any]) -> dict[str, Any]:
+        status = StepStatus(record["status"])
+        writes: dict[str, Any] = {
+            "status": status.value, "error": record.get("error"), "seq": record.get("seq"),
+            "published": record.get("published"), "wake_at": record.get("wake_at"),
+            "next_attempt_at": record.get("next_attempt_at"),
+        }
+        if status != StepStatus.RUNNING:
+            writes.update(lease_token=None, lease_until=None)
+        if "input" in fields:
+            writes["input"], writes["input_ref"] = self.payloads.pack(
+                f"executions/{loaded.account_id}/{loaded.id}/{name}/input-{record['attempt']}.json",
+                mask_secrets(fields.pop("input")))
+        if record.get("output") is not None and record.get("output") is not before.get("output"):
+            writes["output"], writes["output_ref"] = self.payloads.pack(
+                f"executions/{loaded.account_id}/{loaded.id}/{name}/output.json", record["output"])
+        if record.get("approved"):
+            writes["approved"] = 1
+        writes.update(fields)
+        finished = status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED)
+        step_item = loaded.steps.get(name)
+        if finished:
+            writes["completed_at"] = _iso(now)
+            if step_item is not None and step_item.started_at:
+                first_start = _epoch(step_item.started_at)
+            else:
+                first_start = loaded.claimed_at.get(name, now)
+            writes["duration_ms"] = int(round((now - first_start) * 1000))
+            writes["expires_at"] = self._step_expiry(loaded)
+        if attempt_started is not None:
+            log = list(step_item.attempt_log or []) if step_item is not None else []
+            log.append({
+                "attempt": record["attempt"], "status": status.value, "started_at": _iso(attempt_started),
+                "completed_at": _iso(now), "duration_ms": int(round((now - attempt_started) * 1000)),
+                "error": record.get("error") if status in (StepStatus.FAILED, StepStatus.RETRYING) else None,
+            })
+            writes["attempt_log"] = log
+        return writes
+
+    def _step_expiry(self, loaded: Loaded):
+        from datetime import timedelta
+
+        retention = int(loaded.workflow.get("retention_days", 30))
+        # Kept as long as the execution can run, plus its retention: an execution's
+        # records never expire under it (the execution item itself expires at its end).
+        remaining = max(0.0, float(loaded.item.deadline_at or 0) - self.clock())
+        return timedelta(seconds=remaining, days=retention)
+
+    # -- carrying out commands -------------------------------------------------------------
+
+    def _carry_out(self, loaded: Loaded, commands: list[Command], *, inline: bool,
+                   deadline: float | None = None) -> tuple[str, int] | None:
+        """Sends, finishes or compensates as the commands say. Returns the step to run next
+        in this process, if any."""
+        runs = [c for c in commands if isinstance(c, RunStep)]
+        for command in commands:
+            if isinstance(command, FinishExecution):
+                self._finish(loaded, command.status, command.error)
+                return None
+        compensations = [c for c in commands if isinstance(c, RunCompensation)]
+        if compensations:
+            self.step_queue.send([(self._message(loaded, "compensate", c.name), 0) for c in compensations])
+        continue_with = None
+        if inline and runs and deadline is not None:
+            first = runs[0]
+            if first.delay == 0 and deadline - self.clock() > loaded.plan.step(first.name).timeout + INLINE_MARGIN:
+                continue_with = (first.name, first.attempt)
+                runs = runs[1:]
+        if runs:
+            self.step_queue.send([(self._message(loaded, "run", c.name, attempt=c.attempt), c.delay) for c in runs])
+        return continue_with
+
+    def _message(self, loaded: Loaded, kind: str, step: str, **more: Any) -> dict[str, Any]:
+        body = {"k": kind, "a": loaded.account_id, "e": loaded.id, "s": step}
+        if "attempt" in more:
+            body["n"] = more["attempt"]
+        if "child" in more:
+            body["c"] = more["child"]
+        return body
+
+    def _schedule_timers(self, loaded: Loaded, name: str, record: dict, commands: list[Command]) -> None:
+        """A wait up to 15 minutes is a delayed message; a longer one is a timer: the
+        execution's due time, which the tick reads."""
+        now = self.clock()
+        timers = []
+        for command in commands:
+            if isinstance(command, RunStep) and command.delay:
+                if command.delay <= MAX_DELAY:
+                    self.step_queue.send([(self._message(loaded, "run", name, attempt=command.attempt), command.delay)])
+                else:
+                    timers.append(now + command.delay)
+        wake_at = record.get("wake_at")
+        if wake_at is not None and StepStatus(record["status"]) in (StepStatus.SLEEPING, StepStatus.WAITING_APPROVAL):
+            if wake_at - now <= MAX_DELAY:
+                self.step_queue.send([(self._message(loaded, "wake", name), max(0.0, wake_at - now))])
+            timers.append(wake_at)
+        if timers:
+            self._due_no_later_than(loaded, min(timers))
+
+    def _due_no_later_than(self, loaded: Loaded, moment: float) -> None:
+        due = loaded.item.due_at
+        if due is None or moment < due:
+            self.executions.set_due(loaded.item, min(moment, float(loaded.item.deadline_at)))
+
+    def _touch(self, loaded: Loaded, lease_until: float) -> None:
+        """A claimed step makes the execution `running` and keeps its watchdog beyond the lease."""
+        item = loaded.item
+        if item.status in (ExecutionStatus.QUEUED.value, ExecutionStatus.WAITING.value):
+            if self.executions.set_status(item, ExecutionStatus.RUNNING.value, only_from=("queued", "waiting")):
+                item.status = ExecutionStatus.RUNNING.value
+                loaded.state = State(ExecutionStatus.RUNNING, loaded.state.records, loaded.state.clock)
+        if item.due_at is None or item.due_at < lease_until:
+            self.executions.set_due(item, min(lease_until + WATCHDOG, float(item.deadline_at)))
+
+    def _enter_waiting(self, loaded: Loaded) -> None:
+        item = loaded.item
+        if self.executions.set_status(item, ExecutionStatus.WAITING.value, only_from=("running", "queued")):
+            item.status = ExecutionStatus.WAITING.value
+            loaded.state = State(ExecutionStatus.WAITING, loaded.state.records, loaded.state.clock)
+
+    # -- timers, approvals, children, compensations ---------------------------------------
+
+    def _wake(self, loaded: Loaded, name: str, deadline: float) -> None:
+        record = loaded.state.record(name)
+        status = StepStatus(record["status"])
+        wake_at = record.get("wake_at")
+        if status not in (StepStatus.SLEEPING, StepStatus.WAITING_APPROVAL) or wake_at is None:
+            return
+        if wake_at > self.clock() + 1:
+            # Woken early (a long timer re-delayed in hops): wait for the rest.
+            self.step_queue.send([(self._message(loaded, "wake", name), min(MAX_DELAY, wake_at - self.clock()))])
+            return
+        commands = self._record(loaded, name, TimerFired(name), token=None, attempt_started=None,
+                                expect=(status.value,))
+        if commands is not None:
+            self._continue(loaded, commands, deadline)
+
+    def _continue(self, loaded: Loaded, commands: list[Command], deadline: float) -> None:
+        next_step = self._carry_out(loaded, commands, inline=True, deadline=deadline)
+        if next_step is not None:
+            self._run_chain(loaded, next_step[0], next_step[1], deadline)
+
+    def apply_external(self, loaded: Loaded, name: str, event: Event, *, expect: tuple[str, ...],
+                       fields: dict[str, Any] | None = None) -> bool:
+        """An event from outside a worker (approve, reject): recorded once, then carried out
+        by messages so the caller does not run steps."""
+        commands = self._record(loaded, name, event, token=None, attempt_started=None, expect=expect, fields=fields)
+        if commands is None:
+            return False
+        self._carry_out(loaded, commands, inline=False)
+        return True
+
+    def _start_child(self, loaded: Loaded, name: str, token: str, child: StartChild, rendered: Any,
+                     attempt: int) -> list[Command] | None:
+        from chalicelib.services.workflows import WorkflowService
+        from chalicelib.errors import SluiceError
+
+        try:
+            workflow = WorkflowService(self.workflows).get(loaded.account_id, child.workflow)
+        except SluiceError as error:
+            return self._record(loaded, name, AttemptFailed(name, "INVALID_INPUT", error.message), token=token,
+                                attempt_started=self.clock(), fields={"input": rendered})
+        child_id = new_id("ex")
+        # Record the child first: if this worker dies now, reconcile starts the same child.
+        writes = {"child_execution_id": child_id, "lease_until": None,
+                  "input": None, "input_ref": None}
+        writes["input"], writes["input_ref"] = self.payloads.pack(
+            f"executions/{loaded.account_id}/{loaded.id}/{name}/input-{attempt}.json", mask_secrets(rendered))
+        if not self.executions.record(loaded.account_id, loaded.id, name, token, writes):
+            return None
+        self.start(loaded.account_id, workflow.document, child.parameters, triggered_by="parent",
+                   parent=(loaded.id, name), execution_id=child_id)
+        self._refresh(loaded)
+        if is_waiting(loaded.plan, loaded.state) or not any(
+                s.status == "running" and s.lease_until is not None for s in loaded.steps.values()):
+            self._enter_waiting(loaded)
+        return None
+
+    def _child_finished(self, loaded: Loaded, name: str, child_id: str, deadline: float) -> None:
+        step_item = loaded.steps.get(name)
+        if step_item is None or step_item.status != "running" or step_item.child_execution_id != child_id:
+            return
+        child = self.executions.get(loaded.account_id, child_id)
+        if child is None or not ExecutionStatus(child.status).terminal:
+            return
+        if child.status == ExecutionStatus.SUCCEEDED.value:
+            event: Event = AttemptSucceeded(name, output=self.payloads.load(child.result, child.result_ref))
+        else:
+            error = child.error or {}
+            event = AttemptFailed(name, error.get("code", "CHILD_FAILED"),
+                                  f"child execution {child_id} {child.status}: {error.get('message', '')}".strip())
+        commands = self._record(loaded, name, event, token=step_item.lease_token,
+                                attempt_started=_epoch(step_item.started_at))
+        if commands is not None:
+            self._continue(loaded, commands, deadline)
+
+    def _compensate(self, loaded: Loaded, name: str) -> None:
+        step = loaded.plan.step(name)
+        item = StepRunModel(execution_key(loaded.account_id, loaded.id), name)
+        claim = {"status": "running", "token": uuid.uuid4().hex}
+        if not self.executions.update_if_step(item, [StepRunModel.compensation.set(claim)],
+                                              (StepRunModel.status == "succeeded")
+                                              & StepRunModel.compensation.does_not_exist()):
+            return
+        context = self.context(loaded, step=name)
+        action_context = ActionContext(
+            account_id=loaded.account_id, execution_id=loaded.id, workflow_id=loaded.item.workflow_id,
+            step=name, attempt=int(loaded.state.record(name)["attempt"]), timeout=step.timeout,
+            allow_private_networks=self.settings.allow_private_networks, now=self.clock)
+        ok, error = run_compensation(step, context, action_context)
+        now = self.clock()
+        state, _ = apply(loaded.plan, loaded.state, CompensationFinished(name, ok, error), now)
+        record = state.records[name]
+        writes = [StepRunModel.compensation.set(dict(record["compensation"], completed_at=_iso(now))),
+                  StepRunModel.status.set(record["status"])]
+        if not self.executions.update_if_step(item, writes, StepRunModel.compensation == claim):
+            return
+        loaded.state = state
+        self._refresh(loaded)
+        self._carry_out(loaded, decide(loaded.plan, loaded.state), inline=False)
+
+    # -- finishing -----------------------------------------------------------------------
+
+    def outputs(self, loaded: Loaded) -> dict[str, Any]:
+        """Every step's output: from the records in memory, or (when it was too large to
+        keep inline) from the payload bucket."""
+        outputs = {}
+        for name, record in loaded.state.records.items():
+            if record.get("output") is not None:
+                outputs[name] = record["output"]
+            elif name in loaded.steps and loaded.steps[name].output_ref:
+                item = loaded.steps[name]
+                outputs[name] = self.payloads.load(item.output, item.output_ref)
+        return outputs
+
+    def context(self, loaded: Loaded, step: str | None = None) -> dict[str, Any]:
+        item = loaded.item
+        return template_context(
+            plan=loaded.plan, state=loaded.state, outputs=self.outputs(loaded),
+            parameters=self.payloads.load(item.parameters, item.parameters_ref) or {},
+            variables=variables(item.variables or {}, loaded.state),
+            execution={"id": item.id, "started_at": item.started_at}, workflow=loaded.workflow,
+            trigger=item.trigger, account_id=item.account_id, environment=self.settings.stage,
+            now=_iso(self.clock()), step=step,
+        )
+
+    def _result(self, loaded: Loaded) -> Any:
+        from chalicelib.engine.templating import render_value
+
+        if loaded.plan.has_output:
+            return render_value(loaded.plan.output, self.context(loaded))
+        # Without an `output`, the result is the output of the step that finished last.
+        finished = [(r.get("seq") or 0, name) for name, r in loaded.state.records.items()
+                    if r["status"] == StepStatus.SUCCEEDED.value]
+        if not finished:
+            return None
+        return self.outputs(loaded).get(max(finished)[1])
+
+    def _finish(self, loaded: Loaded, status: ExecutionStatus, error: dict[str, Any] | None) -> None:
+        item = loaded.item
+        now = self.clock()
+        result = None
+        if status == ExecutionStatus.SUCCEEDED:
+            try:
+                result = self._result(loaded)
+                self._check_output(loaded, result)
+            except TemplateError as problem:
+                status, error = ExecutionStatus.FAILED, {"code": "TEMPLATE_ERROR", "message": f"output: {problem.message}"}
+            except _OutputInvalid as problem:
+                status, error = ExecutionStatus.FAILED, {"code": "OUTPUT_VALIDATION_ERROR", "message": str(problem)}
+        inline, ref = self.payloads.pack(f"executions/{item.account_id}/{item.id}/result.json", result)
+        duration_ms = int(round((now - _epoch(item.started_at)) * 1000))
+        completed_at = _iso(now)
+        if not self.executions.finish(item, status=status.value, completed_at=completed_at, duration_ms=duration_ms,
+                                      result=inline, result_ref=ref, error=error,
+                                      retention_days=int(loaded.workflow.get("retention_days", 30))):
+            return
+        item.status, item.completed_at, item.duration_ms, item.error = status.value, completed_at, duration_ms, error
+        item.result, item.result_ref = inline, ref
+        loaded.state = State(status, loaded.state.records, loaded.state.clock)
+        logger.info("execution finished", extra={"execution_id": item.id, "status": status.value,
+                                                 "duration_ms": duration_ms})
+        self.workflows.record_run(item.account_id, item.workflow_id, succeeded=status == ExecutionStatus.SUCCEEDED,
+                                  failed=status == ExecutionStatus.FAILED, duration_ms=duration_ms,
+                                  finished_at=completed_at)
+        if item.callback:
+            self.delivery_queue.send([({"kind": "callback", "a": item.account_id, "e": item.id, "attempt": 1}, 0)])
+        if item.parent_execution_id:
+            self.step_queue.send([({"k": "child", "a": item.account_id, "e": item.parent_execution_id,
+                                    "s": item.parent_step, "c": item.id}, 0)])
+
+    def _check_output(self, loaded: Loaded, result: Any) -> None:
+        schema = loaded.workflow.get("out_schema")
+        if schema is None:
+            return
+        from jsonschema import Draft202012Validator
+
+        errors = sorted(Draft202012Validator(schema).iter_errors(result), key=lambda e: list(e.absolute_path))
+        if errors:
+            first = errors[0]
+            where = "/".join(str(p) for p in first.absolute_path) or "result"
+            raise _OutputInvalid(f"the result does not match out_schema: {where}: {first.message}")
+
+    # -- cancel, deadline, reconcile ---------------------------------------------------------
+
+    def cancel(self, loaded: Loaded, event: CancelRequested) -> bool:
+        state, commands = apply(loaded.plan, loaded.state, event, self.clock())
+        finish = next(c for c in commands if isinstance(c, FinishExecution))
+        if not self.executions.finish(loaded.item, status=finish.status.value, completed_at=_iso(self.clock()),
+                                      duration_ms=int(round((self.clock() - _epoch(loaded.item.started_at)) * 1000)),
+                                      result=None, result_ref=None, error=finish.error,
+                                      retention_days=int(loaded.workflow.get("retention_days", 30))):
+            return False
+        for command in commands:
+            if isinstance(command, CancelSteps):
+                for name in command.names:
+                    before = loaded.state.record(name)["status"]
+                    self.executions.record(loaded.account_id, loaded.id, name, None, {
+                        "status": StepStatus.CANCELLED.value, "error": state.records[name]["error"],
+                        "completed_at": _iso(self.clock()), "wake_at": None, "next_attempt_at": None,
+                    }, expect_status=(before,))
+        for item in loaded.steps.values():
+            if item.status == "running" and item.child_execution_id:
+                child = self.load(loaded.account_id, item.child_execution_id)
+                if child is not None and not child.state.status.terminal:
+                    self.cancel(child, event)
+        loaded.item.status = finish.status.value
+        self.workflows.record_run(loaded.account_id, loaded.item.workflow_id, succeeded=False, failed=False,
+                                  duration_ms=0, finished_at=_iso(self.clock()))
+        return True
+
+    def reconcile(self, account_id: str, execution_id: str) -> None:
+        """What the tick does with a due execution: time it out at its deadline, re-drive
+        what a dead worker left, fire due timers, send what was decided but never sent,
+        and set the next due time."""
+        loaded = self.load(account_id, execution_id)
+        if loaded is None:
+            return
+        if loaded.state.status.terminal:
+            self.executions.set_due(loaded.item, None)
+            return
+        now = self.clock()
+        if now >= float(loaded.item.deadline_at):
+            self.cancel(loaded, CancelRequested(ExecutionStatus.TIMED_OUT, "EXECUTION_TIMEOUT",
+                                                "the execution ran past its deadline"))
+            return
+        messages: list[tuple[dict, float]] = []
+        in_flight = False
+        timers: list[float] = []
+        for name, item in loaded.steps.items():
+            status = item.status
+            if status == "running" and item.child_execution_id:
+                child = self.executions.get(account_id, item.child_execution_id)
+                if child is None:
+                    logger.warning("child execution missing", extra={"execution_id": execution_id, "step": name})
+                elif ExecutionStatus(child.status).terminal:
+                    messages.append((self._message(loaded, "child", name, child=child.id), 0))
+                in_flight = True
+            elif status == "running":
+                in_flight = True
+                if item.lease_until is not None and item.lease_until < now:
+                    messages.append((self._message(loaded, "run", name, attempt=int(item.attempt)), 0))
+            elif status == "retrying":
+                if (item.next_attempt_at or 0) <= now:
+                    messages.append((self._message(loaded, "run", name, attempt=int(item.attempt) + 1), 0))
+                timers.append(float(item.next_attempt_at or now))
+            elif status in ("sleeping", "waiting_approval") and item.wake_at is not None:
+                if item.wake_at <= now:
+                    messages.append((self._message(loaded, "wake", name), 0))
+                timers.append(float(item.wake_at))
+            elif status == "scheduled":
+                in_flight = True
+                messages.append((self._message(loaded, "run", name, attempt=int(item.attempt)), 0))
+            if (item.compensation or {}).get("status") == "running":
+                in_flight = True
+        commands = decide(loaded.plan, loaded.state)
+        for command in commands:
+            if isinstance(command, FinishExecution):
+                self._finish(loaded, command.status, command.error)
+                return
+            if isinstance(command, RunStep):
+                in_flight = True
+                messages.append((self._message(loaded, "run", command.name, attempt=command.attempt), 0))
+            if isinstance(command, RunCompensation) and not any(
+                    (s.compensation or {}).get("status") == "running" for s in loaded.steps.values()):
+                in_flight = True
+                messages.append((self._message(loaded, "compensate", command.name), 0))
+        if messages:
+            self.step_queue.send(messages)
+        upcoming = [t for t in timers if t > now]
+        if in_flight:
+            upcoming.append(now + WATCHDOG)
+        self.executions.set_due(loaded.item, min(upcoming + [float(loaded.item.deadline_at)]))
+
+    def tick(self, until: float) -> int:
+        """Reconciles every due execution, stopping at `until` (the tick's own deadline)."""
+        count = 0
+        for account_id, execution_id in list(self.executions.due(self.clock())):
+            if time.monotonic() > until:
+                break
+            try:
+                self.reconcile(account_id, execution_id)
+                count += 1
+            except Exception:
+                logger.exception("reconcile failed", extra={"execution_id": execution_id})
+        return count
+
+
+class _OutputInvalid(Exception):
+    pass
