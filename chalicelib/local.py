@@ -164,6 +164,39 @@ def event_source_loops(app: Any, sqs: Any, region: str, *, tick_seconds: float, 
     return loops
 
 
+# -- the AWS emulator -----------------------------------------------------------------
+
+def _serialise_dynamodb(app: Any) -> Any:
+    """WSGI middleware: DynamoDB requests reach moto one at a time. DynamoDB applies each
+    request atomically; moto does not (an UpdateItem on a new key stores the bare key
+    first, and a condition is checked before the write, not with it), so concurrent
+    workers could otherwise both win one conditional claim."""
+    lock = threading.Lock()
+
+    def gated(environ: dict, start_response: Any) -> Any:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with lock:
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    return gated
+
+
+def _moto_server(port: int):
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class GatedMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = _serialise_dynamodb(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return GatedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+
 # -- the HTTP server ----------------------------------------------------------------
 
 def _http_server(app: Any, config: Any, host: str, port: int):
@@ -196,11 +229,10 @@ class LocalRuntime:
 
     def start(self) -> None:
         import boto3
-        from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         s = self.settings
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s.aws_port, verbose=False)
+        self._moto = _moto_server(s.aws_port)
         self._moto.start()
         _point_aws_at(f"http://127.0.0.1:{s.aws_port}")
 

@@ -255,7 +255,7 @@ def _compensate(plan: Plan, state: State, error: dict[str, Any]) -> list[Command
     if any((r.get("compensation") or {}).get("status") == "running" for r in state.records.values()):
         return []
     done = [(r.get("seq", 0), n) for n, r in state.records.items()
-            if r["status"] == StepStatus.SUCCEEDED.value and plan.step(n).compensate and "compensation" not in r]
+            if r["status"] == StepStatus.SUCCEEDED.value and plan.step(n).compensate and not r.get("compensation")]
     if done:
         return [RunCompensation(max(done)[1])]
     return [FinishExecution(ExecutionStatus.FAILED, error)]

@@ -114,6 +114,18 @@ class Plan:
     def step(self, name: str) -> StepPlan:
         return self.steps[name]
 
+    def successors(self, name: str) -> frozenset[str]:
+        """The steps whose readiness can change when `name` finishes: its transition
+        targets and dependants, or the next step in sequential mode."""
+        if not self.graph:
+            position = self.order.index(name)
+            return frozenset(self.order[position + 1:position + 2])
+        step = self.steps[name]
+        targets = {t for group in (step.on_success, step.on_failure, step.on_complete, step.on_true, step.on_false)
+                   for t in group}
+        dependants = {s.name for s in self.steps.values() if name in s.depends_on}
+        return frozenset(targets | dependants)
+
 
 def _names(value: Any) -> tuple[str, ...]:
     if value is None:

@@ -166,6 +166,13 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
         self.globals["range"] = _safe_range
         self.globals["lipsum"] = _lipsum
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`params.items` is the parameter named `items`, not the dict method: in a
+        workflow's data, a mapping's keys come before its methods."""
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _session().tick()
         _BINOP_CHECKS[operator](left, right)
@@ -263,6 +270,9 @@ def _plain(value: Any) -> Any:
         return items
     if isinstance(value, Markup):
         return str(value)
+    if callable(value):
+        # A method or function is not data: `{{ params.name.upper }}` forgot its parentheses.
+        raise TemplateError(f"the expression gives a {type(value).__name__}, not a value (missing parentheses?)")
     return value
 
 

@@ -14,10 +14,10 @@ SAFETY_SECONDS = 5.0
 
 
 def process_batch(records: list[dict[str, Any]], handle: Callable[[dict, float], None],
-                  remaining_ms: int) -> dict[str, list[dict[str, str]]]:
-    """Runs `handle(message, deadline)` for every record; returns Lambda's partial batch
-    response naming the records that failed."""
-    deadline = time.time() + remaining_ms / 1000 - SAFETY_SECONDS
+                  remaining_ms: int, clock: Callable[[], float] = time.time) -> dict[str, list[dict[str, str]]]:
+    """Runs `handle(message, deadline)` for every record (the deadline on `clock`, the
+    handler's own); returns Lambda's partial batch response naming the records that failed."""
+    deadline = clock() + remaining_ms / 1000 - SAFETY_SECONDS
 
     def one(record: dict[str, Any]) -> None:
         handle(json.loads(record["body"]), deadline)
@@ -29,8 +29,8 @@ def process_batch(records: list[dict[str, Any]], handle: Callable[[dict, float],
             record = futures[future]
             error = future.exception()
             if error is not None:
-                logger.error("step message failed", extra={"message_id": record.get("messageId"),
-                                                           "error": f"{type(error).__name__}: {error}"})
+                logger.error("step message failed", exc_info=error,
+                             extra={"message_id": record.get("messageId"), "error": f"{type(error).__name__}: {error}"})
                 failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
 
@@ -39,4 +39,5 @@ def handle(event: Any) -> dict[str, list[dict[str, str]]]:
     from chalicelib.wiring import runtime
 
     records = event.to_dict()["Records"]
-    return process_batch(records, runtime().handle, event.context.get_remaining_time_in_millis())
+    engine = runtime()
+    return process_batch(records, engine.handle, event.context.get_remaining_time_in_millis(), clock=engine.clock)

@@ -42,7 +42,7 @@ from chalicelib.secrets import mask_secrets
 from chalicelib.services.context import template_context
 from chalicelib.services.queues import MAX_DELAY, Queue
 from chalicelib.services.step_runner import run_attempt, run_compensation
-from chalicelib.store.executions import ExecutionRepository, execution_key
+from chalicelib.store.executions import ExecutionRepository, due_shard, execution_key
 from chalicelib.store.models import ExecutionModel, StepRunModel
 from chalicelib.store.payloads import PayloadStore
 from chalicelib.store.workflows import WorkflowRepository
@@ -71,6 +71,7 @@ class Loaded:
     steps: dict[str, StepRunModel]
     state: State
     claimed_at: dict[str, float] = field(default_factory=dict)  # first claims made by this process
+    attempt_logs: dict[str, list] = field(default_factory=dict)  # written by this process since loading
 
     @property
     def account_id(self) -> str:
@@ -88,6 +89,13 @@ def engine_record(item: StepRunModel) -> dict[str, Any]:
         "next_attempt_at": item.next_attempt_at, "approved": bool(item.approved),
         "compensation": item.compensation,
     }
+
+
+def _complete(steps: list[StepRunModel]) -> dict[str, StepRunModel]:
+    """Step items by name. An item without a status is a write still in progress (moto,
+    which the local runtime uses, is not atomic across requests): it counts as not yet
+    there, which is what it will be to the claim that is writing it."""
+    return {s.name: s for s in steps if s.status is not None and s.attempt is not None}
 
 
 def _state(item: ExecutionModel, steps: dict[str, StepRunModel]) -> State:
@@ -125,11 +133,11 @@ class Runtime:
 
     def _loaded(self, item: ExecutionModel) -> Loaded:
         workflow, plan = self._revision(item.account_id, item.workflow_id, int(item.workflow_revision))
-        steps = {s.name: s for s in self.executions.steps(item.account_id, item.id)}
+        steps = _complete(self.executions.steps(item.account_id, item.id))
         return Loaded(item, workflow, plan, steps, _state(item, steps))
 
     def _refresh(self, loaded: Loaded) -> None:
-        loaded.steps = {s.name: s for s in self.executions.steps(loaded.account_id, loaded.id)}
+        loaded.steps = _complete(self.executions.steps(loaded.account_id, loaded.id))
         loaded.state = _state(loaded.item, loaded.steps)
 
     # -- starting ------------------------------------------------------------------------
@@ -153,11 +161,9 @@ class Runtime:
             redrive_count=0, parameters=inline, parameters_ref=ref, variables=dict(plan.variables),
             started_at=started_at, started_key=f"{started_at}#{execution_id}", deadline_at=int(deadline),
             parent_execution_id=parent[0] if parent else None, parent_step=parent[1] if parent else None,
-            callback=callback,
+            callback=callback, due_shard=due_shard(execution_id), due_at=int(min(now + WATCHDOG, deadline)),
         )
-        item.due_shard, item.due_at = None, None
         self.executions.create(item)
-        self.executions.set_due(item, min(now + WATCHDOG, deadline))
         loaded = Loaded(item, document, plan, {}, State(ExecutionStatus.QUEUED))
         self._carry_out(loaded, decide(plan, loaded.state), inline=False)
         return item
@@ -241,12 +247,18 @@ class Runtime:
         writes = self._record_fields(loaded, name, before, record, now, attempt_started, fields or {})
         if not self.executions.record(loaded.account_id, loaded.id, name, token, writes, expect_status=expect):
             return None  # someone else holds or finished this step
+        if "attempt_log" in writes:
+            loaded.attempt_logs[name] = writes["attempt_log"]
         state.records[name] = record
         loaded.state = state
         self._schedule_timers(loaded, name, record, commands)
         if loaded.plan.graph:
             self._refresh(loaded)  # see what parallel branches recorded meanwhile
-        decided = decide(loaded.plan, loaded.state)
+        # Only what this step's end made ready: a branch must not send its siblings again
+        # while they wait for their workers (the watchdog sweeps up anything truly lost).
+        successors = loaded.plan.successors(name)
+        decided = [c for c in decide(loaded.plan, loaded.state)
+                   if not isinstance(c, RunStep) or c.name in successors or c.name == name]
         if not decided and is_waiting(loaded.plan, loaded.state):
             self._enter_waiting(loaded)
         return [c for c in commands if not (isinstance(c, RunStep) and c.delay)] + decided
@@ -282,7 +294,10 @@ class Runtime:
             writes["duration_ms"] = int(round((now - first_start) * 1000))
             writes["expires_at"] = self._step_expiry(loaded)
         if attempt_started is not None:
-            log = list(step_item.attempt_log or []) if step_item is not None else []
+            if name in loaded.attempt_logs:
+                log = list(loaded.attempt_logs[name])
+            else:
+                log = list(step_item.attempt_log or []) if step_item is not None else []
             log.append({
                 "attempt": record["attempt"], "status": status.value, "started_at": _iso(attempt_started),
                 "completed_at": _iso(now), "duration_ms": int(round((now - attempt_started) * 1000)),
@@ -357,14 +372,25 @@ class Runtime:
             self.executions.set_due(loaded.item, min(moment, float(loaded.item.deadline_at)))
 
     def _touch(self, loaded: Loaded, lease_until: float) -> None:
-        """A claimed step makes the execution `running` and keeps its watchdog beyond the lease."""
+        """A claimed step makes the execution `running` and keeps its watchdog beyond the
+        lease, in one write, and only when either needs to change."""
         item = loaded.item
-        if item.status in (ExecutionStatus.QUEUED.value, ExecutionStatus.WAITING.value):
-            if self.executions.set_status(item, ExecutionStatus.RUNNING.value, only_from=("queued", "waiting")):
+        actions = []
+        start_running = item.status in (ExecutionStatus.QUEUED.value, ExecutionStatus.WAITING.value)
+        if start_running:
+            actions.append(ExecutionModel.status.set(ExecutionStatus.RUNNING.value))
+        due = None
+        if item.due_at is None or item.due_at < lease_until:
+            due = int(min(lease_until + WATCHDOG, float(item.deadline_at)))
+            actions += [ExecutionModel.due_at.set(due), ExecutionModel.due_shard.set(due_shard(item.id))]
+        if not actions:
+            return
+        if self.executions.update_if(item, actions, ExecutionModel.status.is_in("queued", "waiting", "running")):
+            if due is not None:
+                item.due_at = due
+            if start_running:
                 item.status = ExecutionStatus.RUNNING.value
                 loaded.state = State(ExecutionStatus.RUNNING, loaded.state.records, loaded.state.clock)
-        if item.due_at is None or item.due_at < lease_until:
-            self.executions.set_due(item, min(lease_until + WATCHDOG, float(item.deadline_at)))
 
     def _enter_waiting(self, loaded: Loaded) -> None:
         item = loaded.item

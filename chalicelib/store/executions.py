@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterator
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 
 from chalicelib.errors import ValidationError
@@ -61,7 +62,13 @@ class ExecutionRepository:
     # -- executions ------------------------------------------------------------------
 
     def create(self, item: ExecutionModel) -> None:
-        item.save(condition=ExecutionModel.id.does_not_exist())
+        try:
+            item.save(condition=ExecutionModel.id.does_not_exist())
+        except PutError as error:
+            # A retry after a lost response finds the write it made itself.
+            stored = self.get(item.account_id, item.id) if _condition_failed(error) else None
+            if stored is None or stored.started_key != item.started_key:
+                raise
 
     def get(self, account_id: str, execution_id: str) -> ExecutionModel | None:
         try:
@@ -113,11 +120,12 @@ class ExecutionRepository:
 
     def page(self, account_id: str, *, workflow_id: str | None, status: str | None, triggered_by: str | None,
              start: str | None, end: str | None, limit: int, cursor: str | None) -> Page:
-        """Newest first, filtered, `limit` at most, from a query on an index (never a scan)."""
+        """Newest first, filtered, `limit` at most: keys from a query on an index (never a
+        scan), then the items by key. The cursor is the index key of the last item given."""
         if workflow_id:
-            index, hash_key = ExecutionModel.by_workflow, f"{account_id}#{workflow_id}"
+            index, hash_name, hash_key = ExecutionModel.by_workflow, "workflow_key", f"{account_id}#{workflow_id}"
         else:
-            index, hash_key = ExecutionModel.by_started, account_id
+            index, hash_name, hash_key = ExecutionModel.by_started, "account_id", account_id
         range_condition = None
         if start and end:
             range_condition = ExecutionModel.started_key.between(start, end + "~")
@@ -125,23 +133,34 @@ class ExecutionRepository:
             range_condition = ExecutionModel.started_key >= start
         elif end:
             range_condition = ExecutionModel.started_key <= end + "~"
-        filters = []
-        if status:
-            filters.append(ExecutionModel.status == status)
-        if triggered_by:
-            filters.append(ExecutionModel.triggered_by == triggered_by)
-        filter_condition = None
-        for condition in filters:
-            filter_condition = condition if filter_condition is None else filter_condition & condition
         items: list[ExecutionModel] = []
         last_key = _decode_cursor(cursor)
-        for _ in range(20):  # a filter can thin out pages: read on, but never without bound
-            results = index.query(hash_key, range_condition, filter_condition=filter_condition,
-                                  scan_index_forward=False, limit=limit - len(items), last_evaluated_key=last_key)
-            items.extend(results)
-            last_key = results.last_evaluated_key
-            if len(items) >= limit or not last_key:
-                break
+        if last_key is not None:
+            expected = {"account_id", "id", "started_key"} | ({"workflow_key"} if hash_name == "workflow_key" else set())
+            shaped = set(last_key) == expected and all(
+                isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in last_key.values())
+            if not shaped or last_key["account_id"]["S"] != account_id or (
+                    hash_name == "workflow_key" and last_key["workflow_key"]["S"] != hash_key):
+                raise ValidationError.for_field("cursor", "is not a cursor this API returned for this list")
+        for _ in range(20):  # filters can thin out pages: read on, but never without bound
+            keys = index.query(hash_key, range_condition, scan_index_forward=False, limit=min(100, limit * 2),
+                               last_evaluated_key=last_key)
+            batch = [(k.account_id, k.id, k.started_key) for k in keys]
+            found = {(i.account_id, i.id): i for i in ExecutionModel.batch_get([(a, e) for a, e, _ in batch], consistent_read=True)}
+            for account, execution_id, started_key in batch:
+                item = found.get((account, execution_id))
+                last_key = {"account_id": {"S": account}, "id": {"S": execution_id},
+                            "started_key": {"S": started_key}}
+                if hash_name == "workflow_key":
+                    last_key["workflow_key"] = {"S": hash_key}
+                if item is None or (status and item.status != status) or (triggered_by and item.triggered_by != triggered_by):
+                    continue
+                items.append(item)
+                if len(items) == limit:
+                    return Page(items, _encode_cursor(last_key))
+            if keys.last_evaluated_key is None:
+                return Page(items, None)
+            last_key = keys.last_evaluated_key
         return Page(items, _encode_cursor(last_key))
 
     # -- step runs -------------------------------------------------------------------
@@ -174,7 +193,12 @@ class ExecutionRepository:
             S.lease_until.set(lease_until), S.attempt_started_at.set(now), S.action.set(action),
             S.started_at.set(S.started_at | started_at),
         ]
-        return self.update_if_step(item, actions, condition)
+        if self.update_if_step(item, actions, condition):
+            return True
+        # A retried request whose first try succeeded (its response lost) fails its own
+        # condition: the claim is ours if the stored lease token is.
+        stored = self.step(account_id, execution_id, name)
+        return stored is not None and stored.lease_token == token and stored.status == "running"
 
     def record(self, account_id: str, execution_id: str, name: str, token: str | None, fields: dict[str, Any],
                *, expect_status: tuple[str, ...] = ("running",)) -> bool:
@@ -185,11 +209,16 @@ class ExecutionRepository:
         condition = S.status.is_in(*expect_status)
         if token is not None:
             condition = condition & (S.lease_token == token)
-        actions = []
+        write_id = uuid.uuid4().hex
+        actions = [S.write_id.set(write_id)]
         for field, value in fields.items():
             attribute = getattr(S, field)
             actions.append(attribute.remove() if value is None else attribute.set(value))
-        return self.update_if_step(item, actions, condition)
+        if self.update_if_step(item, actions, condition):
+            return True
+        # As for claims: a retry after a lost response finds its own write.
+        stored = self.step(account_id, execution_id, name)
+        return stored is not None and stored.write_id == write_id
 
     def create_step(self, account_id: str, execution_id: str, name: str, fields: dict[str, Any]) -> bool:
         """A step record written without a claim (a step skipped or waiting before it ran)."""
@@ -197,8 +226,8 @@ class ExecutionRepository:
         try:
             item.save(condition=StepRunModel.execution_key.does_not_exist())
             return True
-        except Exception as error:  # PutError
-            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+        except PutError as error:
+            if _condition_failed(error):
                 return False
             raise
 

@@ -4,6 +4,7 @@ Every key is scoped by account. The workflows table holds several item kinds und
 account's partition, told apart by the sort key:
 
     wf#<workflow id>                    the current workflow document
+    stats#<workflow id>                 its run counters, updated atomically by the runtime
     rev#<workflow id>#<revision:010d>   an immutable revision of it
     ref#<ref>                           the claim that makes a ref unique in the account
     catalog                             the account's list index (compressed summaries)
@@ -85,17 +86,11 @@ class WorkflowModel(Model):
     # The user-visible revision doubles as the optimistic lock.
     revision = VersionAttribute()
     document = JSONAttribute()
-    # Run statistics are counters updated atomically by the engine, outside the document.
-    runs_total = NumberAttribute(default=0)
-    runs_succeeded = NumberAttribute(default=0)
-    runs_failed = NumberAttribute(default=0)
-    duration_total_ms = NumberAttribute(default=0)
-    last_run_at = UnicodeAttribute(null=True)
 
 
 class WorkflowStatsModel(Model):
-    """The run counters of a workflow item, without its VersionAttribute: counting a run
-    must not change the workflow's revision."""
+    """A workflow's run counters (`stats#<workflow id>`), apart from the document: counting
+    a run writes a small item and never changes the workflow's revision."""
 
     class Meta(_WorkflowsTable):
         pass
@@ -176,7 +171,7 @@ class TriggerModel(Model):
 class ExecutionsByStarted(GlobalSecondaryIndex):
     class Meta:
         index_name = "by_started"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     account_id = UnicodeAttribute(hash_key=True)
     started_key = UnicodeAttribute(range_key=True)
@@ -185,7 +180,7 @@ class ExecutionsByStarted(GlobalSecondaryIndex):
 class ExecutionsByWorkflow(GlobalSecondaryIndex):
     class Meta:
         index_name = "by_workflow"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     workflow_key = UnicodeAttribute(hash_key=True)
     started_key = UnicodeAttribute(range_key=True)
@@ -274,4 +269,5 @@ class StepRunModel(Model):
     approved = NumberAttribute(null=True)
     child_execution_id = UnicodeAttribute(null=True)
     compensation = JSONAttribute(null=True)
+    write_id = UnicodeAttribute(null=True)  # the last record write, to recognise it after a lost response
     expires_at = TTLAttribute(null=True)

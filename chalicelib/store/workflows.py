@@ -91,7 +91,13 @@ def _connection() -> Connection:
     return Connection(region=get_settings().region)
 
 
-def _stats(item: WorkflowModel) -> dict[str, Any]:
+def _stats_key(workflow_id: str) -> str:
+    return f"stats#{workflow_id}"
+
+
+def _stats(item: WorkflowStatsModel | None) -> dict[str, Any]:
+    if item is None:
+        return {"runs_total": 0, "runs_succeeded": 0, "runs_failed": 0, "average_duration_ms": 0, "last_run_at": None}
     finished = int(item.runs_total)  # every counted run has ended, whatever its status
     return {
         "runs_total": int(item.runs_total),
@@ -102,11 +108,11 @@ def _stats(item: WorkflowModel) -> dict[str, Any]:
     }
 
 
-def _record(item: WorkflowModel) -> WorkflowRecord:
+def _record(item: WorkflowModel, stats: WorkflowStatsModel | None) -> WorkflowRecord:
     document = dict(item.document)
     document["id"] = item.id
     document["revision"] = int(item.revision)
-    document["stats"] = _stats(item)
+    document["stats"] = _stats(stats)
     return WorkflowRecord(account_id=item.account_id, document=document)
 
 
@@ -136,9 +142,14 @@ class Catalog:
 class WorkflowRepository:
     def get(self, account_id: str, workflow_id: str) -> WorkflowRecord | None:
         try:
-            return _record(WorkflowModel.get(account_id, _wf_key(workflow_id), consistent_read=True))
+            item = WorkflowModel.get(account_id, _wf_key(workflow_id), consistent_read=True)
         except DoesNotExist:
             return None
+        try:
+            stats = WorkflowStatsModel.get(account_id, _stats_key(workflow_id), consistent_read=True)
+        except DoesNotExist:
+            stats = None
+        return _record(item, stats)
 
     def get_by_ref(self, account_id: str, ref: str) -> WorkflowRecord | None:
         try:
@@ -260,6 +271,8 @@ class WorkflowRepository:
                     steps.append("workflow")
                     tx.delete(WorkflowRefModel(account_id, _ref_key(record.ref)))
                     steps.append("old_ref")
+                    tx.delete(WorkflowStatsModel(account_id, _stats_key(record.id)))
+                    steps.append("stats")
                     tx.save(catalog.to_item())
                     steps.append("catalog")
                     for trigger in record.document.get("triggers", []):
@@ -276,7 +289,7 @@ class WorkflowRepository:
 
     def record_run(self, account_id: str, workflow_id: str, *, succeeded: bool, failed: bool,
                    duration_ms: int, finished_at: str) -> None:
-        """Counts a finished run, atomically; a workflow deleted meanwhile is left alone."""
+        """Counts a finished run, atomically, in the workflow's small stats item."""
         S = WorkflowStatsModel
         actions = [S.runs_total.add(1), S.duration_total_ms.add(duration_ms), S.last_run_at.set(finished_at)]
         if succeeded:
@@ -284,7 +297,7 @@ class WorkflowRepository:
         if failed:
             actions.append(S.runs_failed.add(1))
         try:
-            S(account_id, _wf_key(workflow_id)).update(actions=actions, condition=S.sk.exists())
+            S(account_id, _stats_key(workflow_id)).update(actions=actions)
         except UpdateError as error:
             if error.cause_response_code != "ConditionalCheckFailedException":
                 raise

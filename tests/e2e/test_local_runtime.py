@@ -60,3 +60,22 @@ def test_ctrl_c_stops_everything_cleanly():
     assert "slk_e2e-second-runtime" in output
     assert "stopping..." in output
     assert "Traceback" not in output
+
+
+def test_a_workflow_runs_end_to_end_through_the_local_workers(runtime, http):
+    """The same step worker as in AWS, driven by the runtime's SQS pollers: a fan-out
+    whose join runs once, with the execute call waiting for the result."""
+    base = f"{runtime.base_url}/api/v1"
+    wf = http.post(f"{base}/workflows", json={"name": "Fan", "definition": {
+        "steps": [{"name": "start", "action": "core.echo", "input": {"n": "{{ params.n }}"}}]
+        + [{"name": f"b{i}", "action": "core.echo", "input": {"i": i}, "depends_on": ["start"]} for i in range(5)]
+        + [{"name": "join", "action": "core.transform", "depends_on": [f"b{i}" for i in range(5)],
+            "input": {"data": "{{ [b0.output.i, b1.output.i, b2.output.i, b3.output.i, b4.output.i] | sum }}"}}],
+        "output": {"total": "{{ steps.join.output }}", "n": "{{ params.n }}"}}}).json()["data"]
+    reply = http.post(f"{base}/workflows/{wf['id']}/execute", json={"parameters": {"n": 7}})
+    assert reply.status_code == 200, reply.text
+    ex = reply.json()["data"]
+    assert ex["status"] == "succeeded"
+    assert ex["result"] == {"total": 10, "n": 7}
+    join = next(s for s in ex["steps"] if s["name"] == "join")
+    assert (join["attempts"], len(join["attempt_log"])) == (1, 1)

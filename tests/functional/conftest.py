@@ -16,7 +16,7 @@ from moto import mock_aws
 from chalicelib.provision import provision
 
 
-def _reset_cached_clients() -> None:
+def reset_cached_clients() -> None:
     from chalicelib.store import models, workflows
     from chalicelib import wiring
 
@@ -31,14 +31,60 @@ def _reset_cached_clients() -> None:
         factory.cache_clear()
 
 
+class MotoGate:
+    """Stands in for moto's botocore stubber (a `before-send` handler). DynamoDB applies
+    each request atomically, moto does not (an UpdateItem on a new key stores the bare key
+    first; a condition is checked before the write, not with it), so DynamoDB requests
+    reach moto one at a time, as the local runtime's gate does for moto's server. Tests
+    add `faults` (throttling, say) that answer a request before moto sees it: botocore
+    keeps the first answer of its `before-send` handlers, so a separate handler could not
+    keep a request from moto."""
+
+    def __init__(self, stubber) -> None:
+        self.stubber = stubber
+        self.lock = threading.Lock()
+        self.faults: list = []
+
+    def __call__(self, event_name: str, request, **kwargs):
+        if not event_name.startswith("before-send.dynamodb."):
+            return self.stubber(event_name=event_name, request=request, **kwargs)
+        for fault in list(self.faults):
+            answer = fault(event_name=event_name, request=request)
+            if answer is not None:
+                return answer
+        with self.lock:
+            return self.stubber(event_name=event_name, request=request, **kwargs)
+
+
 @pytest.fixture(scope="module")
-def aws():
+def moto_gate():
+    """The gate in place of moto's entry in botocore's built-in handlers while a module
+    runs; cached clients are dropped so that every client is created with it."""
+    from botocore import handlers
+    from moto.core.models import botocore_stubber
+
+    gate = MotoGate(botocore_stubber)
+    original, replacement = ("before-send", botocore_stubber), ("before-send", gate)
+    default_session = boto3.DEFAULT_SESSION
+    handlers.BUILTIN_HANDLERS[handlers.BUILTIN_HANDLERS.index(original)] = replacement
+    boto3.DEFAULT_SESSION = None
+    reset_cached_clients()
+    try:
+        yield gate
+    finally:
+        handlers.BUILTIN_HANDLERS[handlers.BUILTIN_HANDLERS.index(replacement)] = original
+        boto3.DEFAULT_SESSION = default_session
+        reset_cached_clients()
+
+
+@pytest.fixture(scope="module")
+def aws(moto_gate):
     """A moto account provisioned from infra/resources.yaml, shared by one test module;
     tests stay apart because each one works in an account of its own."""
     with mock_aws():
-        _reset_cached_clients()
+        reset_cached_clients()
         yield provision(boto3.session.Session(), "test")
-    _reset_cached_clients()
+    reset_cached_clients()
 
 
 @dataclass

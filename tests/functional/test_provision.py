@@ -146,8 +146,8 @@ class TestProvisionedAccount:
                 ],
                 {"account_id": "S", "id": "S", "started_key": "S", "workflow_key": "S", "due_shard": "S", "due_at": "N"},
                 [
-                    index("by_started", "account_id", "started_key", "ALL"),
-                    index("by_workflow", "workflow_key", "started_key", "ALL"),
+                    index("by_started", "account_id", "started_key", "KEYS_ONLY"),
+                    index("by_workflow", "workflow_key", "started_key", "KEYS_ONLY"),
                     index("due", "due_shard", "due_at", "KEYS_ONLY"),
                 ],
             ),

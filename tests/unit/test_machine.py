@@ -218,6 +218,8 @@ def test_compensate_runs_compensations_in_reverse_completion_order_then_fails():
     state, _ = start(plan)
     for name in ("reserve", "charge", "log"):
         state, _ = run(plan, state, AttemptSucceeded(name))
+    # Stored records carry the key with no value until a compensation starts.
+    state = State(state.status, {n: dict(r, compensation=None) for n, r in state.records.items()}, state.clock)
     state, commands = run(plan, state, AttemptFailed("ship", "OUT_OF_STOCK", "none left"))
     assert commands == [RunCompensation("charge")]
     state = State(state.status, {**state.records, "charge": {**state.records["charge"], "compensation": {"status": "running"}}}, state.clock)
@@ -336,3 +338,12 @@ def test_a_deadline_times_the_execution_out():
 
 def test_an_empty_workflow_succeeds_at_once():
     assert decide(plan_of(), State(ExecutionStatus.RUNNING)) == [FinishExecution(ExecutionStatus.SUCCEEDED)]
+
+
+def test_successors_are_what_a_step_can_make_ready():
+    graph = plan_of(step("a", on_failure="h"), step("b"), step("h"), step("j", depends_on=["a", "b"]))
+    assert graph.successors("a") == {"h", "j"}
+    assert graph.successors("b") == {"j"}
+    assert graph.successors("j") == frozenset()
+    sequential = plan_of(step("a"), step("b"), step("c"))
+    assert sequential.successors("a") == {"b"} and sequential.successors("c") == frozenset()

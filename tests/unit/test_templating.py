@@ -394,3 +394,16 @@ def test_rendering_from_eight_threads():
         worker: (worker if worker % 2 == 0 else "repetition would have 1000000000 items, the limit is 100000")
         for worker in range(8)
     }
+
+
+def test_a_mapping_key_wins_over_a_dict_method_of_the_same_name():
+    context = {"params": {"items": [1, 2], "values": "v", "get": 3}}
+    assert render_string("{{ params.items }}", context) == [1, 2]
+    assert render_string("{{ params.values }}-{{ params.get }}", context) == "v-3"
+    assert render_string("{{ params.keys() | list }}", context) == ["items", "values", "get"]
+
+
+def test_an_expression_that_gives_a_method_is_a_template_error():
+    with pytest.raises(TemplateError, match="missing parentheses"):
+        render_string("{{ 'abc'.upper }}", {})
+    assert render_string("{{ 'abc'.upper() }}", {}) == "ABC"
