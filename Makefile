@@ -32,10 +32,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/api_local.py
+	$(BIN)/python bench/engine_cost.py
 
 # The deployable CloudFormation: chalice's functions and API merged with infra/.
 package: $(STAMP)
-	$(BIN)/chalice package --stage $(or $(STAGE),dev) --merge-template infra/resources.yaml build/
+	$(BIN)/python infra/merge_template.py build/merge.json
+	$(BIN)/chalice package --stage $(or $(STAGE),dev) --merge-template build/merge.json build/
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

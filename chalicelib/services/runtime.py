@@ -478,7 +478,7 @@ class Runtime:
         step = loaded.plan.step(name)
         item = StepRunModel(execution_key(loaded.account_id, loaded.id), name)
         claim = {"status": "running", "token": uuid.uuid4().hex}
-        if not self.executions.update_if_step(item, [StepRunModel.compensation.set(claim)],
+        if not self.executions.update_if(item, [StepRunModel.compensation.set(claim)],
                                               (StepRunModel.status == "succeeded")
                                               & StepRunModel.compensation.does_not_exist()):
             return
@@ -493,7 +493,7 @@ class Runtime:
         record = state.records[name]
         writes = [StepRunModel.compensation.set(dict(record["compensation"], completed_at=_iso(now))),
                   StepRunModel.status.set(record["status"])]
-        if not self.executions.update_if_step(item, writes, StepRunModel.compensation == claim):
+        if not self.executions.update_if(item, writes, StepRunModel.compensation == claim):
             return
         loaded.state = state
         self._refresh(loaded)

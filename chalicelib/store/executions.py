@@ -76,8 +76,9 @@ class ExecutionRepository:
         except DoesNotExist:
             return None
 
-    def update_if(self, item: ExecutionModel, actions: list, condition: Condition | None) -> bool:
-        """Applies `actions` when `condition` holds; False when it does not."""
+    @staticmethod
+    def update_if(item: ExecutionModel | StepRunModel, actions: list, condition: Condition | None) -> bool:
+        """Applies `actions` to the item when `condition` holds; False when it does not."""
         try:
             item.update(actions=actions, condition=condition)
             return True
@@ -193,7 +194,7 @@ class ExecutionRepository:
             S.lease_until.set(lease_until), S.attempt_started_at.set(now), S.action.set(action),
             S.started_at.set(S.started_at | started_at),
         ]
-        if self.update_if_step(item, actions, condition):
+        if self.update_if(item, actions, condition):
             return True
         # A retried request whose first try succeeded (its response lost) fails its own
         # condition: the claim is ours if the stored lease token is.
@@ -214,7 +215,7 @@ class ExecutionRepository:
         for field, value in fields.items():
             attribute = getattr(S, field)
             actions.append(attribute.remove() if value is None else attribute.set(value))
-        if self.update_if_step(item, actions, condition):
+        if self.update_if(item, actions, condition):
             return True
         # As for claims: a retry after a lost response finds its own write.
         stored = self.step(account_id, execution_id, name)
@@ -227,16 +228,6 @@ class ExecutionRepository:
             item.save(condition=StepRunModel.execution_key.does_not_exist())
             return True
         except PutError as error:
-            if _condition_failed(error):
-                return False
-            raise
-
-    @staticmethod
-    def update_if_step(item: StepRunModel, actions: list, condition: Condition) -> bool:
-        try:
-            item.update(actions=actions, condition=condition)
-            return True
-        except UpdateError as error:
             if _condition_failed(error):
                 return False
             raise

@@ -202,3 +202,16 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s")
         time.sleep(interval)
+
+
+def create_workflow(api: Api, definition: dict, **fields) -> dict:
+    reply = api.post("/api/v1/workflows", {"name": fields.pop("name", "Flow"), "definition": definition, **fields})
+    assert reply.status == 201, reply.body
+    return reply.data
+
+
+def execute(api: Api, workflow: dict, parameters: dict | None = None, **options) -> Reply:
+    body = {"parameters": parameters or {}}
+    if options:
+        body["execution_options"] = options
+    return api.post(f"/api/v1/workflows/{workflow['id']}/execute", body)

@@ -19,7 +19,7 @@ import pytest
 
 from chalicelib import signing
 from chalicelib.config import get_settings
-from tests.functional.conftest import new_tenant, wait_for
+from tests.functional.conftest import create_workflow, execute, new_tenant, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -118,17 +118,7 @@ def sink():
 
 # -- helpers -------------------------------------------------------------------------
 
-def create(api, definition, **fields):
-    reply = api.post("/api/v1/workflows", {"name": fields.pop("name", "Flow"), "definition": definition, **fields})
-    assert reply.status == 201, reply.body
-    return reply.data
-
-
-def execute(api, workflow, parameters=None, **options):
-    body = {"parameters": parameters or {}}
-    if options:
-        body["execution_options"] = options
-    return api.post(f"/api/v1/workflows/{workflow['id']}/execute", body)
+create = create_workflow
 
 
 def finished(api, workflow, parameters=None):

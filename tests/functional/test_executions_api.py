@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.functional.conftest import wait_for
+from tests.functional.conftest import create_workflow, execute, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -10,17 +10,7 @@ def _workers(workers):
     return workers
 
 
-def create(api, definition, **fields):
-    reply = api.post("/api/v1/workflows", {"name": fields.pop("name", "Flow"), "definition": definition, **fields})
-    assert reply.status == 201, reply.body
-    return reply.data
-
-
-def execute(api, workflow, parameters=None, **options):
-    body = {"parameters": parameters or {}}
-    if options:
-        body["execution_options"] = options
-    return api.post(f"/api/v1/workflows/{workflow['id']}/execute", body)
+create = create_workflow
 
 
 def test_a_sequential_workflow_runs_to_its_output(api):

@@ -1,6 +1,7 @@
-"""`chalice package --merge-template infra/resources.yaml` gives a deployable template that
-cfn-lint accepts, holding both chalice's functions and the resources of infra/."""
+"""`make package`: chalice's template merged with infra/ gives a deployable template that
+cfn-lint accepts, with the resources, the functions' settings and their own policies."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -9,37 +10,72 @@ import sys
 import pytest
 import yaml
 
-from chalicelib.provision import load_template
+from chalicelib.provision import _TemplateLoader, load_template
 
 PROJECT_DIR = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT_DIR / "infra"))
+
+import merge_template  # noqa: E402
+import policies  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory):
     out = tmp_path_factory.mktemp("package")
+    merge = out / "merge.json"
+    merge.write_text(json.dumps(merge_template.merged_template()))
     env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
     chalice = pathlib.Path(sys.executable).with_name("chalice")
-    result = subprocess.run([str(chalice), "package", "--stage", "prod", "--merge-template",
-                             "infra/resources.yaml", str(out)], cwd=PROJECT_DIR, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([str(chalice), "package", "--stage", "prod", "--merge-template", str(merge), str(out / "pkg")],
+                            cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    return out / "sam.yaml"
+    return out / "pkg" / "sam.json"
 
 
 def test_the_merged_template_passes_cfn_lint(packaged):
     from cfnlint.api import lint_file
 
-    matches = lint_file(packaged)
-    assert [str(m) for m in matches] == []
+    assert [str(m) for m in lint_file(packaged)] == []
 
 
-def test_the_merged_template_holds_the_api_and_every_infra_resource(packaged):
-    from chalicelib.provision import _TemplateLoader
+def resources(packaged):
+    return json.loads(packaged.read_text())["Resources"]
 
-    template = yaml.load(packaged.read_text(), Loader=_TemplateLoader)
-    resources = template["Resources"]
-    assert set(load_template()["Resources"]) <= set(resources)
-    api = resources["APIHandler"]["Properties"]
+
+def test_every_infra_resource_and_function_is_there(packaged):
+    found = resources(packaged)
+    assert set(load_template()["Resources"]) <= set(found)
+    functions = {name for name, r in found.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions == {"APIHandler", "StepWorker", "DeliveryWorker", "Tick"}
+    api = found["APIHandler"]["Properties"]
     assert api["Environment"]["Variables"]["SLUICE_STAGE"] == "prod"
     assert api["Environment"]["Variables"]["SLUICE_ALLOW_PRIVATE_NETWORKS"] == "false"
     assert api["Runtime"] == f"python3.{sys.version_info.minor}"
+
+
+def test_functions_find_the_payload_bucket_and_sqs_workers_report_partial_failures(packaged):
+    found = resources(packaged)
+    for name in ("APIHandler", "StepWorker", "DeliveryWorker", "Tick"):
+        assert found[name]["Properties"]["Environment"]["Variables"]["SLUICE_PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
+    for name in ("StepWorker", "DeliveryWorker"):
+        source = found[name]["Properties"]["Events"][f"{name}SqsEventSource"]["Properties"]
+        assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert source["BatchSize"] == 10
+    assert found["StepWorker"]["Properties"]["Timeout"] == 900
+    assert found["Tick"]["Properties"]["Events"]["TickEvent"]["Properties"]["Schedule"] == "rate(1 minute)"
+
+
+def test_each_function_has_its_own_least_privilege_role(packaged):
+    found = resources(packaged)
+    roles = {name: r for name, r in found.items() if r["Type"] == "AWS::IAM::Role"}
+    assert len(roles) == 4
+    documents = [role["Properties"]["Policies"][0]["PolicyDocument"] for role in roles.values()]
+    actions = [{a for s in d["Statement"] for a in s["Action"]} for d in documents]
+    assert all("dynamodb:Scan" not in a and "*" not in a for a in actions)
+    delivery = policies.policy("prod", "delivery_worker")
+    assert {a for s in delivery["Statement"] for a in s["Action"]}.isdisjoint({"dynamodb:PutItem", "dynamodb:UpdateItem"})
+
+
+def test_the_committed_policies_are_the_generated_ones():
+    for path, text in policies.files().items():
+        assert path.read_text() == text, f"{path.name} is stale: run python infra/policies.py"
