@@ -22,7 +22,7 @@ import pathlib
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 PROJECT_DIR = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))

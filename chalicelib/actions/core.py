@@ -66,6 +66,12 @@ def condition(input: dict, ctx: ActionContext) -> dict:
 
 
 def inquiry(input: dict, ctx: ActionContext) -> AwaitResponse:
+    if input.get("schema") is not None:
+        from chalicelib.schemas import schema_problems
+
+        problems = schema_problems(input["schema"], "schema")
+        if problems:
+            raise ActionError("INVALID_INPUT", f"{problems[0][0]}: {problems[0][1]}")
     return AwaitResponse(message=input.get("message"), approvers=tuple(input.get("approvers", ())),
                          timeout=input.get("timeout"), schema=input.get("schema"))
 

@@ -74,6 +74,9 @@ class ApiRequest:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as error:
             raise ValidationError(f"malformed JSON: {error}", [{"field": "body", "message": "is not valid JSON"}]) from None
+        except RecursionError:
+            raise ValidationError("the JSON body is nested too deeply",
+                                  [{"field": "body", "message": "is nested too deeply"}]) from None
 
     def json_object(self, *, required: bool = True) -> dict[str, Any]:
         body = self.json(required=required)

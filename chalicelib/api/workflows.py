@@ -11,7 +11,7 @@ from chalicelib.errors import NotFoundError
 from chalicelib.paging import PageRequest, paginate
 from chalicelib.services.workflow_document import status_of
 from chalicelib.store.workflows import WorkflowRecord
-from chalicelib.wiring import workflow_service
+from chalicelib.wiring import runtime, workflow_service
 
 bp = Blueprint(__name__)
 TAG = "workflows"
@@ -72,6 +72,8 @@ def patch_workflow(request: ApiRequest, id_or_ref: str):
           summary="Delete a workflow with its triggers and schedules")
 def delete_workflow(request: ApiRequest, id_or_ref: str):
     record = workflow_service().delete(request.account_id, id_or_ref)
+    # Running executions are cancelled and the history removed by the step worker.
+    runtime().request_purge(request.account_id, record.id)
     return ok({"id": record.id, "ref": record.ref, "deleted": True},
               message=f"Workflow '{record.ref}' deleted successfully")
 

@@ -18,71 +18,25 @@ from markupsafe import Markup
 
 from chalicelib.engine.template_errors import TemplateError
 
-# Besides the names used here, everything that moved to template_filters and template_limits is
-# re-exported, so code importing it from this module keeps working.
-from chalicelib.engine.template_filters import (  # noqa: F401
-    _REFERENCE_FILTERS,
+from chalicelib.engine.template_filters import (
     _REPLACED_FILTERS,
-    _TEXT_FILTERS,
-    _b64decode,
-    _b64encode,
-    _batch,
-    _center,
-    _format,
-    _fromjson,
     _guard_filter,
-    _indent,
-    _join,
-    _json_default,
     _lipsum,
-    _replace,
-    _slice,
-    _sum,
-    _tojson,
-    _urlize,
-    _wordwrap,
 )
-from chalicelib.engine.template_limits import (  # noqa: F401
+from chalicelib.engine.template_limits import (
     _BINOP_CHECKS,
-    _PRINTF_SPEC,
-    _TEXT_METHOD_SIZES,
-    MAX_BUILT_SIZE,
-    MAX_FORMAT_WIDTH,
-    MAX_INT_BITS,
-    MAX_JSON_INDENT,
-    MAX_OPERATIONS,
-    MAX_OUTPUT_SIZE,
-    MAX_RENDER_SECONDS,
-    MAX_SEQUENCE_LENGTH,
-    MAX_VALUE_SIZE,
+    MAX_OUTPUT_SIZE,  # noqa: F401  (part of this module's interface)
     _admit,
-    _check_add,
     _check_method_call,
-    _check_modulo,
-    _check_multiply,
-    _check_power,
-    _check_printf,
-    _check_width,
-    _children,
-    _expanded_tabs_size,
-    _Frame,
     _GuardedEscapeFormatter,
     _GuardedFormatter,
-    _int_argument,
     _join_text,
-    _leaf_size,
-    _local,
     _measure,
-    _padded_size,
-    _refuse_oversized,
     _rendering,
     _RenderSession,
-    _replaced_size,
     _safe_range,
     _session,
     _too_large,
-    _translated_size,
-    _walk,
 )
 
 COMPILE_CACHE_SIZE = 4096

@@ -37,11 +37,9 @@ TRIGGER_KINDS = ("manual", "schedule", "webhook", "event", "request", "error", "
 
 
 def parameter_problems(schema: Any, parameters: Any) -> list[dict[str, str]]:
-    from jsonschema import Draft202012Validator
+    from chalicelib.schemas import value_problems
 
-    errors = sorted(Draft202012Validator(schema).iter_errors(parameters), key=lambda e: list(e.absolute_path))
-    return [detail("parameters" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
-                   e.message) for e in errors]
+    return value_problems(schema, parameters, "parameters")
 
 
 def _options(body: dict[str, Any]) -> tuple[bool, float | None]:
@@ -244,8 +242,7 @@ class ExecutionService:
             raise InvalidStateError(f"only an execution that ended without succeeding can be retried; this one is {status.value}")
         now = self.runtime.clock()
         for name, step in loaded.steps.items():
-            if step.status in ("failed", "cancelled", "running", "retrying", "sleeping", "waiting_approval",
-                               "scheduled", "compensated"):
+            if step.status in ("failed", "cancelled", "compensated"):
                 self.repository.record(account_id, execution_id, name, None, {
                     "status": StepStatus.PENDING.value, "error": None, "lease_token": None, "lease_until": None,
                     "wake_at": None, "next_attempt_at": None, "compensation": None, "approved": None,
@@ -286,10 +283,10 @@ class ExecutionService:
         if comment is not None and not isinstance(comment, str):
             raise ValidationError.for_field("comment", "must be a string")
         if approval.get("inquiry") and approval.get("schema") is not None:
-            problems = parameter_problems(approval["schema"], response)
+            from chalicelib.schemas import value_problems
+
+            problems = value_problems(approval["schema"], response, "response")
             if problems:
-                for problem in problems:
-                    problem["field"] = problem["field"].replace("parameters", "response", 1)
                 raise ValidationError(f"{problems[0]['field']}: {problems[0]['message']}", problems)
         approval.update(decision="approved", decided_by=by, comment=comment, decided_at=_iso(self.runtime.clock()))
         event = ApprovalGiven(name, response=response, run_action=not approval.get("inquiry"))

@@ -28,7 +28,6 @@ from chalicelib.engine.machine import (
     RunStep,
     State,
     TimerFired,
-    WaitStarted,
     apply,
     decide,
     is_waiting,
@@ -50,6 +49,9 @@ from chalicelib.store.workflows import WorkflowRepository
 LEASE_GRACE = 30          # seconds a lease outlives its step's timeout
 WATCHDOG = 300            # how long after its last lease the tick looks at an execution in flight
 MAX_LIFETIME = 365 * 86400
+MAX_DEPTH = 10            # workflow.run nesting levels
+ERROR_MESSAGE_MAX = 4000  # characters of an error message kept in a step record
+PUBLISH_MAX = 32 * 1024   # bytes of variables one step may publish
 INLINE_MARGIN = 10        # seconds that must remain after a step's timeout to run it in-process
 
 
@@ -137,6 +139,11 @@ class Runtime:
         return Loaded(item, workflow, plan, steps, _state(item, steps))
 
     def _refresh(self, loaded: Loaded) -> None:
+        """Re-reads the step records, and the execution's status: parallel branches and API
+        calls (cancel) change them."""
+        current = self.executions.get(loaded.account_id, loaded.id)
+        if current is not None:
+            loaded.item.status = current.status
         loaded.steps = _complete(self.executions.steps(loaded.account_id, loaded.id))
         loaded.state = _state(loaded.item, loaded.steps)
 
@@ -145,7 +152,8 @@ class Runtime:
     def start(self, account_id: str, workflow: dict[str, Any], parameters: dict[str, Any], *,
               triggered_by: str, trigger_id: str | None = None, trigger: dict[str, Any] | None = None,
               timeout_seconds: float | None = None, callback: dict[str, Any] | None = None,
-              parent: tuple[str, str] | None = None, execution_id: str | None = None) -> ExecutionModel:
+              parent: tuple[str, str] | None = None, execution_id: str | None = None,
+              depth: int = 0) -> ExecutionModel:
         """Stores a new execution pinned to the workflow's current revision and sends its
         first steps. Parameters must already be valid."""
         now = self.clock()
@@ -161,7 +169,7 @@ class Runtime:
             redrive_count=0, parameters=inline, parameters_ref=ref, variables=dict(plan.variables),
             started_at=started_at, started_key=f"{started_at}#{execution_id}", deadline_at=int(deadline),
             parent_execution_id=parent[0] if parent else None, parent_step=parent[1] if parent else None,
-            callback=callback, due_shard=due_shard(execution_id), due_at=int(min(now + WATCHDOG, deadline)),
+            depth=depth, callback=callback, due_shard=due_shard(execution_id), due_at=int(min(now + WATCHDOG, deadline)),
         )
         self.executions.create(item)
         loaded = Loaded(item, document, plan, {}, State(ExecutionStatus.QUEUED))
@@ -173,12 +181,18 @@ class Runtime:
     def handle(self, message: dict[str, Any], deadline: float) -> None:
         """One step-queue message. Everything is idempotent: a duplicate is a no-op."""
         kind = message.get("k", "run")
+        if message.get("k") == "purge":
+            self.purge_workflow(message["a"], message["w"], message.get("c"))
+            return
         account_id, execution_id = message["a"], message["e"]
         loaded = self.load(account_id, execution_id)
         if loaded is None:
             return
         if kind == "reconcile":
             self.reconcile(account_id, execution_id)
+            return
+        if kind == "purge":
+            self.purge_workflow(account_id, message["w"], message.get("c"))
             return
         if loaded.state.status.terminal:
             return
@@ -195,12 +209,26 @@ class Runtime:
         """Runs a step and, while time allows, the next ready step in the same process: a
         sequential workflow needs one message, not one per step."""
         next_step: tuple[str, int] | None = (name, attempt)
+        first = True
         while next_step is not None:
+            if not first and self._ended(loaded):
+                return  # cancelled or timed out meanwhile: start nothing more
+            first = False
             name, attempt = next_step
             commands = self._attempt(loaded, name, attempt)
             if commands is None:
                 return
             next_step = self._carry_out(loaded, commands, inline=True, deadline=deadline)
+
+    def _ended(self, loaded: Loaded) -> bool:
+        """Re-reads the execution's status (an API call may have ended it)."""
+        current = self.executions.get(loaded.account_id, loaded.id)
+        if current is None or ExecutionStatus(current.status).terminal:
+            if current is not None:
+                loaded.item.status = current.status
+                loaded.state = State(ExecutionStatus(current.status), loaded.state.records, loaded.state.clock)
+            return True
+        return False
 
     # -- one attempt ---------------------------------------------------------------------
 
@@ -242,6 +270,7 @@ class Runtime:
         the commands that follow: a retry, or the engine's next decision."""
         now = self.clock()
         before = loaded.state.record(name)
+        event = self._bounded(event)
         state, commands = apply(loaded.plan, loaded.state, event, now)
         record = dict(state.records[name], **(extra or {}))
         writes = self._record_fields(loaded, name, before, record, now, attempt_started, fields or {})
@@ -262,6 +291,22 @@ class Runtime:
         if not decided and is_waiting(loaded.plan, loaded.state):
             self._enter_waiting(loaded)
         return [c for c in commands if not (isinstance(c, RunStep) and c.delay)] + decided
+
+    @staticmethod
+    def _bounded(event: Event) -> Event:
+        """What a step record holds inline is bounded: a long error message is cut, and
+        oversized published variables fail the step instead of the record write."""
+        import json as _json
+        from dataclasses import replace as _replace
+
+        if isinstance(event, AttemptFailed) and len(event.message) > ERROR_MESSAGE_MAX:
+            return _replace(event, message=event.message[:ERROR_MESSAGE_MAX] + " [cut]")
+        if isinstance(event, AttemptSucceeded) and event.published:
+            size = len(_json.dumps(event.published, default=str).encode())
+            if size > PUBLISH_MAX:
+                return AttemptFailed(event.step, "INVALID_INPUT",
+                                     f"publish: the variables are {size} bytes; the limit is {PUBLISH_MAX // 1024} KB")
+        return event
 
     def _record_fields(self, loaded: Loaded, name: str, before: dict, record: dict, now: float,
                        attempt_started: float | None, fields: dict[str, Any]) -> dict[str, Any]:
@@ -432,29 +477,58 @@ class Runtime:
 
     def _start_child(self, loaded: Loaded, name: str, token: str, child: StartChild, rendered: Any,
                      attempt: int) -> list[Command] | None:
-        from chalicelib.services.workflows import WorkflowService
-        from chalicelib.errors import SluiceError
-
-        try:
-            workflow = WorkflowService(self.workflows).get(loaded.account_id, child.workflow)
-        except SluiceError as error:
-            return self._record(loaded, name, AttemptFailed(name, "INVALID_INPUT", error.message), token=token,
+        """Starts a child execution with the checks a manual run gets. The child's id and
+        spec are recorded first: if this worker dies, reconcile starts that same child."""
+        problem = self._child_problem(loaded, child)
+        if problem is not None:
+            return self._record(loaded, name, AttemptFailed(name, problem[0], problem[1]), token=token,
                                 attempt_started=self.clock(), fields={"input": rendered})
+        workflow = self._child_workflow(loaded, child.workflow)
         child_id = new_id("ex")
-        # Record the child first: if this worker dies now, reconcile starts the same child.
-        writes = {"child_execution_id": child_id, "lease_until": None,
-                  "input": None, "input_ref": None}
+        spec = {"workflow_id": workflow["id"], "parameters": child.parameters}
+        writes = {"child_execution_id": child_id, "child": spec, "lease_until": None}
         writes["input"], writes["input_ref"] = self.payloads.pack(
             f"executions/{loaded.account_id}/{loaded.id}/{name}/input-{attempt}.json", mask_secrets(rendered))
         if not self.executions.record(loaded.account_id, loaded.id, name, token, writes):
             return None
-        self.start(loaded.account_id, workflow.document, child.parameters, triggered_by="parent",
-                   parent=(loaded.id, name), execution_id=child_id)
+        self._start_recorded_child(loaded, name, child_id, spec)
         self._refresh(loaded)
         if is_waiting(loaded.plan, loaded.state) or not any(
                 s.status == "running" and s.lease_until is not None for s in loaded.steps.values()):
             self._enter_waiting(loaded)
         return None
+
+    def _child_workflow(self, loaded: Loaded, id_or_ref: str) -> dict[str, Any]:
+        from chalicelib.services.workflows import WorkflowService
+
+        return WorkflowService(self.workflows).get(loaded.account_id, id_or_ref).document
+
+    def _child_problem(self, loaded: Loaded, child: StartChild) -> tuple[str, str] | None:
+        from chalicelib.errors import SluiceError
+        from chalicelib.schemas import value_problems
+
+        if int(loaded.item.depth or 0) + 1 > MAX_DEPTH:
+            return "INVALID_INPUT", f"workflow.run may nest at most {MAX_DEPTH} levels"
+        try:
+            workflow = self._child_workflow(loaded, child.workflow)
+        except SluiceError as error:
+            return "INVALID_INPUT", error.message
+        if not workflow["enabled"]:
+            return "INVALID_STATE", f"workflow '{workflow['ref']}' is disabled"
+        if any(i.get("required") for i in workflow.get("integrations", [])):
+            return "INTEGRATION_MISSING", f"workflow '{workflow['ref']}' requires an integration that is not configured"
+        if workflow.get("param_schema") is not None:
+            problems = value_problems(workflow["param_schema"], child.parameters, "parameters")
+            if problems:
+                return "INVALID_INPUT", f"{problems[0]['field']}: {problems[0]['message']}"
+        return None
+
+    def _start_recorded_child(self, loaded: Loaded, name: str, child_id: str, spec: dict[str, Any]) -> None:
+        document = self.workflows.get(loaded.account_id, spec["workflow_id"])
+        if document is None:
+            return  # deleted meanwhile: reconcile will find no child and fail the step
+        self.start(loaded.account_id, document.document, spec["parameters"], triggered_by="parent",
+                   parent=(loaded.id, name), execution_id=child_id, depth=int(loaded.item.depth or 0) + 1)
 
     def _child_finished(self, loaded: Loaded, name: str, child_id: str, deadline: float) -> None:
         step_item = loaded.steps.get(name)
@@ -573,13 +647,13 @@ class Runtime:
         schema = loaded.workflow.get("out_schema")
         if schema is None:
             return
-        from jsonschema import Draft202012Validator
+        from chalicelib.schemas import value_problems
 
-        errors = sorted(Draft202012Validator(schema).iter_errors(result), key=lambda e: list(e.absolute_path))
-        if errors:
-            first = errors[0]
-            where = "/".join(str(p) for p in first.absolute_path) or "result"
-            raise _OutputInvalid(f"the result does not match out_schema: {where}: {first.message}")
+        problems = value_problems(schema, result, "result")
+        if problems:
+            first = problems[0]
+            where = first["field"].removeprefix("result.") if first["field"] != "result" else "result"
+            raise _OutputInvalid(f"the result does not match out_schema: {where}: {first['message']}")
 
     # -- cancel, deadline, reconcile ---------------------------------------------------------
 
@@ -599,14 +673,22 @@ class Runtime:
                         "status": StepStatus.CANCELLED.value, "error": state.records[name]["error"],
                         "completed_at": _iso(self.clock()), "wake_at": None, "next_attempt_at": None,
                     }, expect_status=(before,))
-        for item in loaded.steps.values():
-            if item.status == "running" and item.child_execution_id:
+        for name, item in loaded.steps.items():
+            if item.status != "running":
+                continue
+            # Revoking the lease: the worker's result can no longer be recorded, and its
+            # chain stops. A child execution is cancelled with its parent.
+            self.executions.record(loaded.account_id, loaded.id, name, None, {
+                "status": StepStatus.CANCELLED.value, "error": finish.error, "completed_at": _iso(self.clock()),
+                "lease_token": None, "lease_until": None,
+            }, expect_status=("running",))
+            if item.child_execution_id:
                 child = self.load(loaded.account_id, item.child_execution_id)
                 if child is not None and not child.state.status.terminal:
                     self.cancel(child, event)
         loaded.item.status = finish.status.value
         self.workflows.record_run(loaded.account_id, loaded.item.workflow_id, succeeded=False, failed=False,
-                                  duration_ms=0, finished_at=_iso(self.clock()))
+                                  duration_ms=None, finished_at=_iso(self.clock()))
         return True
 
     def reconcile(self, account_id: str, execution_id: str) -> None:
@@ -631,9 +713,16 @@ class Runtime:
             status = item.status
             if status == "running" and item.child_execution_id:
                 child = self.executions.get(account_id, item.child_execution_id)
+                if child is None and item.child:
+                    logger.warning("starting a child execution its worker never started",
+                                   extra={"execution_id": execution_id, "step": name})
+                    self._start_recorded_child(loaded, name, item.child_execution_id, item.child)
+                    child = self.executions.get(account_id, item.child_execution_id)
                 if child is None:
-                    logger.warning("child execution missing", extra={"execution_id": execution_id, "step": name})
-                elif ExecutionStatus(child.status).terminal:
+                    self._record(loaded, name, AttemptFailed(name, "INVALID_INPUT", "the child workflow no longer exists"),
+                                 token=item.lease_token, attempt_started=None)
+                    continue
+                if ExecutionStatus(child.status).terminal:
                     messages.append((self._message(loaded, "child", name, child=child.id), 0))
                 in_flight = True
             elif status == "running":
@@ -671,6 +760,23 @@ class Runtime:
         if in_flight:
             upcoming.append(now + WATCHDOG)
         self.executions.set_due(loaded.item, min(upcoming + [float(loaded.item.deadline_at)]))
+
+    PURGE_PAGE = 25
+
+    def purge_workflow(self, account_id: str, workflow_id: str, cursor: dict | None = None) -> None:
+        """After a workflow is deleted: cancels its running executions, then removes its
+        execution history, a page per message (the next page is a new message)."""
+        ids, next_cursor = self.executions.of_workflow(account_id, workflow_id, cursor, self.PURGE_PAGE)
+        for execution_id in ids:
+            loaded = self.load(account_id, execution_id)
+            if loaded is not None and not loaded.state.status.terminal:
+                self.cancel(loaded, CancelRequested(message="the workflow was deleted"))
+            self.executions.delete_history(account_id, execution_id)
+        if next_cursor:
+            self.step_queue.send([({"k": "purge", "a": account_id, "w": workflow_id, "c": next_cursor}, 0)])
+
+    def request_purge(self, account_id: str, workflow_id: str) -> None:
+        self.step_queue.send([({"k": "purge", "a": account_id, "w": workflow_id}, 0)])
 
     def tick(self, until: float) -> int:
         """Reconciles every due execution, stopping at `until` (the tick's own deadline)."""

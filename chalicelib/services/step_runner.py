@@ -60,8 +60,10 @@ def run_attempt(
     context: dict[str, Any],
     action_context: ActionContext,
 ) -> Outcome:
-    if attempt == 1 and not record.get("approved"):
-        if step.when is not None:
+    fresh = record.get("status") in (None, StepStatus.PENDING.value)  # first run, or reset by a redrive
+    if not record.get("approved"):
+        # A redrive resets the approval: a rejected step must not run again without one.
+        if fresh and step.when is not None:
             try:
                 go = step.when if isinstance(step.when, bool) else render_expression(step.when, context)
             except TemplateError as error:

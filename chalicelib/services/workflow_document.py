@@ -230,22 +230,10 @@ def _integrations(integrations: Any, errors: list) -> list[dict[str, Any]]:
 
 
 def _schema_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    # jsonschema is imported here, not at module level: it costs cold-start time that
-    # most requests do not need.
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    from chalicelib.schemas import schema_problems
 
-    problems = []
-    for key in ("param_schema", "out_schema"):
-        schema = doc.get(key)
-        if schema is None:
-            continue
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as error:
-            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-            problems.append((f"{key}{where}", f"is not a valid JSON Schema (draft 2020-12): {error.message}"))
-    return problems
+    return [problem for key in ("param_schema", "out_schema") if doc.get(key) is not None
+            for problem in schema_problems(doc[key], key)]
 
 
 def _trigger(trigger: Any, path: str, existing_ids: frozenset[str], problems: list) -> dict[str, Any]:

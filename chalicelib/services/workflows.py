@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 from chalicelib.errors import NotFoundError, ValidationError, WorkflowNotFoundError
 from chalicelib.ids import is_id, new_id, now_iso
 from chalicelib.services.workflow_document import (
+    WORKFLOW_TYPES,
     build_document,
     canonical_input,
     status_of,
@@ -215,6 +216,8 @@ def _filters(query: Mapping[str, str]) -> list[Callable[[dict[str, Any]], bool]]
             raise ValidationError.for_field("status", "must be active or inactive")
         predicates.append(lambda e: status_of(e) == query["status"])
     if query.get("type"):
+        if query["type"] not in WORKFLOW_TYPES:
+            raise ValidationError.for_field("type", "must be one of " + ", ".join(WORKFLOW_TYPES))
         predicates.append(lambda e: e.get("type") == query["type"])
     pack = query.get("pack") or query.get("pack_ref")
     if pack:

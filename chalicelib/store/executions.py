@@ -164,6 +164,19 @@ class ExecutionRepository:
             last_key = keys.last_evaluated_key
         return Page(items, _encode_cursor(last_key))
 
+    def of_workflow(self, account_id: str, workflow_id: str, cursor: dict | None, limit: int):
+        """(execution ids, next cursor): a page of one workflow's executions, by index."""
+        keys = ExecutionModel.by_workflow.query(f"{account_id}#{workflow_id}", limit=limit, last_evaluated_key=cursor)
+        ids = [k.id for k in keys]
+        return ids, keys.last_evaluated_key
+
+    def delete_history(self, account_id: str, execution_id: str) -> None:
+        """Removes an execution and its step runs."""
+        with StepRunModel.batch_write() as batch:
+            for step in StepRunModel.query(execution_key(account_id, execution_id), attributes_to_get=["execution_key", "name"]):
+                batch.delete(step)
+        ExecutionModel(account_id, execution_id).delete()
+
     # -- step runs -------------------------------------------------------------------
 
     def steps(self, account_id: str, execution_id: str) -> list[StepRunModel]:

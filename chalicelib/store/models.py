@@ -227,6 +227,7 @@ class ExecutionModel(Model):
     deadline_at = NumberAttribute(null=True)
     parent_execution_id = UnicodeAttribute(null=True)
     parent_step = UnicodeAttribute(null=True)
+    depth = NumberAttribute(default=0)  # how many workflow.run levels above this execution
     callback = JSONAttribute(null=True)
     due_shard = UnicodeAttribute(null=True)
     due_at = NumberAttribute(null=True)
@@ -268,6 +269,7 @@ class StepRunModel(Model):
     approval = JSONAttribute(null=True)
     approved = NumberAttribute(null=True)
     child_execution_id = UnicodeAttribute(null=True)
+    child = JSONAttribute(null=True)  # {workflow_id, parameters}: enough to start the child again
     compensation = JSONAttribute(null=True)
     write_id = UnicodeAttribute(null=True)  # the last record write, to recognise it after a lost response
     expires_at = TTLAttribute(null=True)

@@ -98,7 +98,8 @@ def _stats_key(workflow_id: str) -> str:
 def _stats(item: WorkflowStatsModel | None) -> dict[str, Any]:
     if item is None:
         return {"runs_total": 0, "runs_succeeded": 0, "runs_failed": 0, "average_duration_ms": 0, "last_run_at": None}
-    finished = int(item.runs_total)  # every counted run has ended, whatever its status
+    # Cancelled and timed-out runs count in runs_total, not in the average duration.
+    finished = int(item.runs_succeeded) + int(item.runs_failed)
     return {
         "runs_total": int(item.runs_total),
         "runs_succeeded": int(item.runs_succeeded),
@@ -288,10 +289,13 @@ class WorkflowRepository:
             revision.update(actions=[WorkflowRevisionModel.expires_at.set(expires_at)])
 
     def record_run(self, account_id: str, workflow_id: str, *, succeeded: bool, failed: bool,
-                   duration_ms: int, finished_at: str) -> None:
-        """Counts a finished run, atomically, in the workflow's small stats item."""
+                   duration_ms: int | None, finished_at: str) -> None:
+        """Counts an ended run, atomically, in the workflow's small stats item; only runs
+        that succeeded or failed add to the duration behind the average."""
         S = WorkflowStatsModel
-        actions = [S.runs_total.add(1), S.duration_total_ms.add(duration_ms), S.last_run_at.set(finished_at)]
+        actions = [S.runs_total.add(1), S.last_run_at.set(finished_at)]
+        if (succeeded or failed) and duration_ms is not None:
+            actions.append(S.duration_total_ms.add(duration_ms))
         if succeeded:
             actions.append(S.runs_succeeded.add(1))
         if failed:
@@ -317,8 +321,8 @@ class WorkflowRepository:
             item = WorkflowRevisionModel.get(account_id, _rev_key(workflow_id, revision), consistent_read=True)
         except DoesNotExist:
             return None
-        if item.expires_at is not None:
-            return None
+        # A deleted workflow's revisions stay readable until their TTL removes them: the
+        # executions pinned to them are still inspected, cancelled and finished.
         return item.document
 
 

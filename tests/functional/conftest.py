@@ -4,6 +4,9 @@ client, and a fresh account (with an admin key) for each test."""
 from __future__ import annotations
 
 import json
+import time
+from urllib.parse import urlsplit
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -215,3 +218,92 @@ def execute(api: Api, workflow: dict, parameters: dict | None = None, **options)
     if options:
         body["execution_options"] = options
     return api.post(f"/api/v1/workflows/{workflow['id']}/execute", body)
+
+
+# -- a local HTTP sink ---------------------------------------------------------------
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.body) if self.body else None
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+
+class _SinkHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _route(self):
+        sink: Sink = self.server.sink
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        route = urlsplit(self.path).path
+        status = sink.arrive(Received(self.command, route, dict(self.headers.items()), body))
+        payload = json.dumps({"route": route, "status": status}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _route
+
+
+class Sink:
+    """Records every request in arrival order. A route answers the statuses scripted for
+    it, one per request, then 200; `/slow/...` answers after `slow_seconds`; `/meet/...`
+    answers only once two requests are inside it at the same time (500 if the other one
+    never comes)."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.scripts: dict[str, list[int]] = {}
+        self.slow_seconds = 0.3
+        self._meeting = threading.Barrier(2, timeout=5)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
+        self._server.daemon_threads = True
+        self._server.sink = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, route: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{route}"
+
+    def arrive(self, request: Received) -> int:
+        with self._lock:
+            self.received.append(request)
+            script = self.scripts.get(request.path)
+            status = script.pop(0) if script else 200
+        if request.path.startswith("/slow/"):
+            time.sleep(self.slow_seconds)
+        if request.path.startswith("/meet/"):
+            try:
+                self._meeting.wait()
+            except threading.BrokenBarrierError:
+                return 500
+        return status
+
+    def to(self, route: str) -> list[Received]:
+        return [r for r in self.received if r.path == route]
+
+    def routes(self) -> list[str]:
+        return [r.path for r in self.received]
+
+
+@pytest.fixture
+def sink():
+    server = Sink()
+    server._thread.start()
+    yield server
+    server._server.shutdown()
+    server._server.server_close()

@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from chalicelib.provision import _TemplateLoader, load_template
+from chalicelib.provision import load_template
 
 PROJECT_DIR = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_DIR / "infra"))
@@ -61,6 +60,8 @@ def test_functions_find_the_payload_bucket_and_sqs_workers_report_partial_failur
         source = found[name]["Properties"]["Events"][f"{name}SqsEventSource"]["Properties"]
         assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert source["BatchSize"] == 10
+        # The queue is named by an ARN string: the function (and its mapping) wait for it.
+        assert found[name]["DependsOn"] == ("StepQueue" if name == "StepWorker" else "DeliveryQueue")
     assert found["StepWorker"]["Properties"]["Timeout"] == 900
     assert found["Tick"]["Properties"]["Events"]["TickEvent"]["Properties"]["Schedule"] == "rate(1 minute)"
 

@@ -203,7 +203,7 @@ class TestProvisionedAccount:
         ("logical_id", "dlq_logical_id", "dlq_name", "visibility_timeout"),
         [
             ("StepQueue", "StepDeadLetterQueue", f"{PREFIX}-steps-dlq", "960"),
-            ("DeliveryQueue", "DeliveryDeadLetterQueue", f"{PREFIX}-deliveries-dlq", "60"),
+            ("DeliveryQueue", "DeliveryDeadLetterQueue", f"{PREFIX}-deliveries-dlq", "720"),
         ],
     )
     def test_queue_redrives_to_its_dead_letter_queue(

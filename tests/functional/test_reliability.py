@@ -23,7 +23,6 @@ from chalicelib import wiring
 from chalicelib.local import SqsDriver
 from chalicelib.services.queues import Queue
 from chalicelib.store.executions import ExecutionRepository
-from tests.functional.conftest import reset_cached_clients
 
 # -- AWS as the runtime sees it ------------------------------------------------------------
 
