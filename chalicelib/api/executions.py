@@ -65,7 +65,7 @@ def retry(request: ApiRequest, execution_id: str):
           request_schema="ApprovalDecision", summary="Approve a step that waits for an approval")
 def approve(request: ApiRequest, execution_id: str, step: str):
     view = execution_service().approve(request.account_id, execution_id, step, request.json_object(required=False),
-                                       by=request.caller.key_id)
+                                       caller=request.caller)
     return ok(view, message="Step approved")
 
 
@@ -73,5 +73,5 @@ def approve(request: ApiRequest, execution_id: str, step: str):
           request_schema="ApprovalDecision", summary="Reject a step that waits for an approval")
 def reject(request: ApiRequest, execution_id: str, step: str):
     view = execution_service().reject(request.account_id, execution_id, step, request.json_object(required=False),
-                                      by=request.caller.key_id)
+                                      caller=request.caller)
     return ok(view, message="Step rejected")

@@ -43,6 +43,7 @@ class Caller:
     account_id: str
     key_id: str
     scopes: frozenset[str]
+    key_name: str = ""
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -63,7 +64,7 @@ class AccountService:
             key = self.repository.key_by_hash(presented)
         if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, presented):
             raise UnauthorizedError("the API key is not valid")
-        return Caller(account_id=key.account_id, key_id=key.id, scopes=effective_scopes(key.scopes))
+        return Caller(account_id=key.account_id, key_id=key.id, scopes=effective_scopes(key.scopes), key_name=key.name)
 
     def _is_bootstrap_key(self, raw_key: str) -> bool:
         configured = bootstrap_key()

@@ -11,6 +11,7 @@ from chalicelib.engine.machine import ApprovalGiven, ApprovalRefused, CancelRequ
 from chalicelib.engine.plan import ExecutionStatus, StepStatus
 from chalicelib.errors import (
     ExecutionNotFoundError,
+    ForbiddenError,
     ExecutionTimeoutError,
     IntegrationMissingError,
     InvalidParametersError,
@@ -22,6 +23,7 @@ from chalicelib.errors import (
     detail,
 )
 from chalicelib.ids import is_id
+from chalicelib.services.accounts import Caller
 from chalicelib.services.execution_views import execution_view, step_views
 from chalicelib.services.runtime import MAX_LIFETIME, WATCHDOG, Loaded, Runtime, _iso
 from chalicelib.services.workflows import WorkflowService
@@ -275,8 +277,18 @@ class ExecutionService:
             raise InvalidStateError(f"step '{name}' is not waiting for an approval (it is {status})")
         return loaded, step
 
-    def approve(self, account_id: str, execution_id: str, name: str, body: dict[str, Any], by: str) -> dict[str, Any]:
+    @staticmethod
+    def _may_decide(step: StepRunModel, caller: Caller) -> None:
+        """With `approvers` listed, only those keys (by id or name) decide; an admin key
+        always may. Without a list, any key with the execute scope may."""
+        approvers = (step.approval or {}).get("approvers") or []
+        if approvers and "admin" not in caller.scopes and not ({caller.key_id, caller.key_name} & set(approvers)):
+            raise ForbiddenError(f"this API key is not one of the step's approvers ({', '.join(approvers)})")
+
+    def approve(self, account_id: str, execution_id: str, name: str, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         loaded, step = self._waiting_step(account_id, execution_id, name)
+        self._may_decide(step, caller)
+        by = caller.key_id
         approval = dict(step.approval or {})
         response = body.get("response")
         comment = body.get("comment")
@@ -295,8 +307,10 @@ class ExecutionService:
             raise InvalidStateError(f"step '{name}' was decided meanwhile")
         return self.get(account_id, execution_id)
 
-    def reject(self, account_id: str, execution_id: str, name: str, body: dict[str, Any], by: str) -> dict[str, Any]:
+    def reject(self, account_id: str, execution_id: str, name: str, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         loaded, step = self._waiting_step(account_id, execution_id, name)
+        self._may_decide(step, caller)
+        by = caller.key_id
         comment = body.get("comment")
         if comment is not None and not isinstance(comment, str):
             raise ValidationError.for_field("comment", "must be a string")

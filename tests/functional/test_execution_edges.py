@@ -158,3 +158,17 @@ def test_deeply_nested_json_is_a_400(api):
 def test_an_unknown_type_filter_is_a_400(api):
     reply = api.get("/api/v1/workflows?type=bogus")
     assert reply.status == 400 and reply.error["details"][0]["field"] == "type"
+
+
+def test_only_listed_approvers_or_an_admin_decide(api):
+    wf = create_workflow(api, {"steps": [{"name": "gate", "action": "core.noop",
+                                          "approval": {"approvers": ["release-manager"]}}]})
+    started = execute(api, wf, wait_for_completion=False).data
+    wait_for(lambda: detail(api, started["id"])["status"] == "waiting")
+    outsider = api.as_key(api.post("/api/v1/api-keys", {"name": "intern", "scopes": ["execute", "read"]}).data["key"])
+    denied = outsider.post(f"/api/v1/executions/{started['id']}/steps/gate/approve", {})
+    assert denied.status == 403 and denied.error["code"] == "FORBIDDEN"
+    assert "release-manager" in denied.error["message"]
+    manager = api.as_key(api.post("/api/v1/api-keys", {"name": "release-manager", "scopes": ["execute"]}).data["key"])
+    assert manager.post(f"/api/v1/executions/{started['id']}/steps/gate/approve", {}).status == 200
+    wait_for(lambda: detail(api, started["id"])["status"] == "succeeded")

@@ -80,3 +80,15 @@ def test_each_function_has_its_own_least_privilege_role(packaged):
 def test_the_committed_policies_are_the_generated_ones():
     for path, text in policies.files().items():
         assert path.read_text() == text, f"{path.name} is stale: run python infra/policies.py"
+
+
+def test_api_gateway_answers_in_the_error_envelope(packaged):
+    found = resources(packaged)
+    responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in found.values()
+                 if r["Type"] == "AWS::ApiGateway::GatewayResponse"}
+    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"}
+    unknown = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert unknown["StatusCode"] == "404" and unknown["RestApiId"] == {"Ref": "RestAPI"}
+    for properties in responses.values():
+        body = properties["ResponseTemplates"]["application/json"].replace("$context.error.messageString", "\"x\"")
+        assert set(json.loads(body)["error"]) == {"code", "message", "details"}
