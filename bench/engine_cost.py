@@ -284,7 +284,11 @@ def run(name: str, definition: dict, executions: int, meter: Meter, pollers: int
 
     def poll():
         while not stop.is_set():
-            if driver.poll_once(wait_seconds=0) == 0:
+            try:
+                received = driver.poll_once(wait_seconds=0)
+            except Exception:  # moto's in-process SQS is not thread-safe: poll again
+                received = 0
+            if received == 0:
                 time.sleep(0.02)
 
     threads = [threading.Thread(target=poll) for _ in range(pollers)]

@@ -5,7 +5,7 @@ next. Pure: the runtime persists records and carries out the commands."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Union
+from typing import Any, Union
 
 from chalicelib.engine.plan import (
     ACTIVE_STEP,
@@ -328,11 +328,6 @@ def step_statuses(plan: Plan, state: State) -> dict[str, StepStatus]:
             status = StepStatus.NOT_RUN
         out[name] = status
     return out
-
-
-def compensation_order(state: State, names: Iterable[str]) -> list[str]:
-    """`names` in reverse completion order."""
-    return sorted(names, key=lambda n: state.record(n).get("seq", 0), reverse=True)
 
 
 def variables(initial: dict[str, Any], state: State) -> dict[str, Any]:
