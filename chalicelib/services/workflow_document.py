@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable
 
 from chalicelib.actions.registry import REGISTRY
 from chalicelib.engine.definition import normalize_definition, validate_definition
-from chalicelib.errors import InvalidWorkflowConfigError, ValidationError, detail
+from chalicelib.errors import InvalidWorkflowConfigError, PayloadTooLargeError, ValidationError, detail
 from chalicelib.ids import new_id
 
 WORKFLOW_TYPES = (
@@ -16,6 +17,7 @@ WORKFLOW_TYPES = (
 )
 TRIGGER_TYPES = ("schedule", "webhook", "event", "request", "error", "threshold")
 MAX_TRIGGERS = 50
+DOCUMENT_LIMIT = 256 * 1024
 NAME_MAX = 200
 DESCRIPTION_MAX = 4000
 TAG_MAX = 100
@@ -174,6 +176,10 @@ def build_document(
     if problems:
         config_errors = [detail(field, message) for field, message in problems]
         raise InvalidWorkflowConfigError(_summary(config_errors), config_errors)
+    size = len(json.dumps(doc, separators=(",", ":"), default=str).encode())
+    if size > DOCUMENT_LIMIT:
+        # A PATCH can grow a document past the limit that its request body kept to.
+        raise PayloadTooLargeError(f"the workflow document would be {size} bytes; the limit is 256 KB")
     return doc
 
 

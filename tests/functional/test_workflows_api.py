@@ -414,3 +414,11 @@ def test_a_document_just_under_the_limit_is_stored_whole(api):
     wf = create(api, name="big", metadata={"blob": blob})
     assert api.get(f"/api/v1/workflows/{wf['id']}").data["metadata"]["blob"] == blob
     assert len(json.dumps(wf)) > 250 * 1024
+
+
+def test_a_patch_that_grows_the_document_past_256_kb_is_413_and_changes_nothing(api):
+    wf = create(api, name="growing", metadata={"a": "x" * (200 * 1024)})
+    reply = api.patch(f"/api/v1/workflows/{wf['id']}", {"configuration": {"b": "y" * (100 * 1024)}})
+    assert reply.status == 413
+    assert reply.error["code"] == "PAYLOAD_TOO_LARGE" and "256 KB" in reply.error["message"]
+    assert api.get(f"/api/v1/workflows/{wf['id']}").data["revision"] == 1
