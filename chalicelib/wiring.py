@@ -58,3 +58,11 @@ def callbacks():
     from chalicelib.handlers.deliveries import CallbackSender
 
     return CallbackSender(execution_service(), runtime().delivery_queue)
+
+
+@functools.lru_cache(maxsize=1)
+def schedules():
+    from chalicelib.services.schedules import ScheduleFirer
+
+    engine = runtime()
+    return ScheduleFirer(engine, clock=engine.clock)

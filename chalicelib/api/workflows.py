@@ -28,8 +28,12 @@ def present(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _one(record: WorkflowRecord, *, message: str | None = None, status: int = 200):
-    return ok(present(record.document), message=message, status=status,
-              headers={"ETag": f'"{record.revision}"'})
+    view = present(record.document)
+    if any(t.get("type") == "schedule" for t in view.get("triggers", [])):
+        state = workflow_service().schedule_state(record.account_id, record.id)
+        view["triggers"] = [dict(t, **state.get(t["id"], {})) if t.get("type") == "schedule" else t
+                            for t in view["triggers"]]
+    return ok(view, message=message, status=status, headers={"ETag": f'"{record.revision}"'})
 
 
 @endpoint(bp, "/workflows", "POST", scope="write", status=201, tag=TAG, summary="Create a workflow",

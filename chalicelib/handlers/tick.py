@@ -12,8 +12,10 @@ BUDGET_SECONDS = 50.0  # the rule fires every minute: finish before the next one
 
 
 def handle(event: Any) -> dict[str, int]:
-    from chalicelib.wiring import runtime
+    from chalicelib.wiring import runtime, schedules
 
-    reconciled = runtime().tick(until=time.monotonic() + BUDGET_SECONDS)
-    logger.info("tick", extra={"reconciled": reconciled})
-    return {"reconciled": reconciled}
+    until = time.monotonic() + BUDGET_SECONDS
+    fired = schedules().fire_due(until=until)
+    reconciled = runtime().tick(until=until)
+    logger.info("tick", extra={"fired": fired, "reconciled": reconciled})
+    return {"fired": fired, "reconciled": reconciled}

@@ -637,11 +637,28 @@ class Runtime:
         self.workflows.record_run(item.account_id, item.workflow_id, succeeded=status == ExecutionStatus.SUCCEEDED,
                                   failed=status == ExecutionStatus.FAILED, duration_ms=duration_ms,
                                   finished_at=completed_at)
+        if item.triggered_by == "schedule" and item.trigger_id:
+            self._update_schedule(item)
         if item.callback:
             self.delivery_queue.send([({"kind": "callback", "a": item.account_id, "e": item.id, "attempt": 1}, 0)])
         if item.parent_execution_id:
             self.step_queue.send([({"k": "child", "a": item.account_id, "e": item.parent_execution_id,
                                     "s": item.parent_step, "c": item.id}, 0)])
+
+    def _update_schedule(self, item: ExecutionModel) -> None:
+        """The schedule's `last_execution`, if this is still its last one."""
+        from pynamodb.exceptions import UpdateError
+
+        from chalicelib.store.models import TriggerModel
+
+        last = {"execution_id": item.id, "status": item.status, "started_at": item.started_at,
+                "completed_at": item.completed_at}
+        try:
+            TriggerModel(item.trigger_id).update(actions=[TriggerModel.last_execution.set(last)],
+                                                 condition=TriggerModel.id.exists())
+        except UpdateError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
 
     def _check_output(self, loaded: Loaded, result: Any) -> None:
         schema = loaded.workflow.get("out_schema")

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
 
 from chalicelib.actions.registry import REGISTRY
 from chalicelib.engine.definition import normalize_definition, validate_definition
-from chalicelib.errors import InvalidWorkflowConfigError, PayloadTooLargeError, ValidationError, detail
+from chalicelib.errors import (
+    InvalidScheduleError,
+    InvalidWorkflowConfigError,
+    PayloadTooLargeError,
+    ValidationError,
+    detail,
+)
 from chalicelib.ids import new_id
 
 WORKFLOW_TYPES = (
@@ -83,8 +90,9 @@ def canonical_input(body: Any) -> dict[str, Any]:
 def build_document(
     fields: dict[str, Any],
     *,
-    existing_trigger_ids: frozenset[str] = frozenset(),
+    existing_triggers: Mapping[str, dict[str, Any]] | None = None,
     action_exists: Callable[[str], bool] = REGISTRY.__contains__,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """A complete, checked workflow document from canonical input fields, with defaults.
     Raises ValidationError for missing or ill-typed fields and InvalidWorkflowConfigError
@@ -169,13 +177,19 @@ def build_document(
 
     problems = validate_definition(doc["definition"], action_exists)
     problems += _schema_problems(doc)
+    schedule_problems: list[tuple[str, str]] = []
+    existing = existing_triggers or {}
+    moment = now or datetime.now(timezone.utc)
     doc["triggers"] = [
-        _trigger(trigger, f"triggers[{i}]", existing_trigger_ids, problems)
+        _trigger(trigger, f"triggers[{i}]", existing, problems, schedule_problems, moment)
         for i, trigger in enumerate(triggers)
     ]
     if problems:
-        config_errors = [detail(field, message) for field, message in problems]
+        config_errors = [detail(field, message) for field, message in problems + schedule_problems]
         raise InvalidWorkflowConfigError(_summary(config_errors), config_errors)
+    if schedule_problems:
+        errors = [detail(field, message) for field, message in schedule_problems]
+        raise InvalidScheduleError(_summary(errors), errors)
     size = len(json.dumps(doc, separators=(",", ":"), default=str).encode())
     if size > DOCUMENT_LIMIT:
         # A PATCH can grow a document past the limit that its request body kept to.
@@ -242,11 +256,13 @@ def _schema_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
             for problem in schema_problems(doc[key], key)]
 
 
-def _trigger(trigger: Any, path: str, existing_ids: frozenset[str], problems: list) -> dict[str, Any]:
+def _trigger(trigger: Any, path: str, existing: Mapping[str, dict[str, Any]], problems: list,
+             schedule_problems: list, now: datetime) -> dict[str, Any]:
     if not isinstance(trigger, dict):
         problems.append((path, "must be an object"))
         return {}
-    trigger = dict(trigger)
+    # Read-only fields shown on triggers (a GET body can be PUT back) are not stored.
+    trigger = {k: v for k, v in trigger.items() if k not in ("next_execution", "last_execution")}
     trigger_type = trigger.get("type")
     if trigger_type not in TRIGGER_TYPES:
         problems.append((f"{path}.type", "must be one of " + ", ".join(TRIGGER_TYPES)))
@@ -257,8 +273,17 @@ def _trigger(trigger: Any, path: str, existing_ids: frozenset[str], problems: li
         problems.append((f"{path}.parameters", "must be an object (or a template)"))
     # Ids are server-assigned: a known id keeps the trigger's identity, anything else
     # (a copied document, say) gets a new one.
-    if trigger.get("id") not in existing_ids:
+    if trigger.get("id") not in existing:
         trigger["id"] = new_id("trg")
+    if trigger_type == "schedule":
+        from chalicelib.triggers.schedules import TIMING_FIELDS, ScheduleError, compile_schedule
+
+        before = existing.get(trigger["id"])
+        changed = before is None or any(before.get(k) != trigger.get(k) for k in TIMING_FIELDS)
+        try:
+            compile_schedule(trigger, now=now, check_past=changed)
+        except ScheduleError as error:
+            schedule_problems.append((f"{path}.{error.field}", error.message))
     return trigger
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any, Callable, Mapping
 
 from chalicelib.errors import NotFoundError, ValidationError, WorkflowNotFoundError
+from chalicelib.services.schedules import fire_times
 from chalicelib.ids import is_id, new_id, now_iso
 from chalicelib.services.workflow_document import (
     WORKFLOW_TYPES,
@@ -79,6 +81,20 @@ class WorkflowService:
             counts[entry["pack"]] = counts.get(entry["pack"], 0) + 1
         return [{"name": pack, "ref": pack, "workflow_count": counts[pack]} for pack in sorted(counts)]
 
+    def schedule_state(self, account_id: str, workflow_id: str) -> dict[str, dict[str, Any]]:
+        """For each schedule trigger: `next_execution` and `last_execution` (read-only)."""
+        from datetime import datetime, timezone
+
+        from chalicelib.ids import iso
+        from chalicelib.store.models import TriggerModel, TriggersByAccount
+
+        state = {}
+        for item in TriggerModel.by_account.query(account_id, TriggersByAccount.workflow_id == workflow_id):
+            if item.type == "schedule":
+                upcoming = iso(datetime.fromtimestamp(int(item.fire_at), timezone.utc)) if item.fire_at else None
+                state[item.id] = {"next_execution": upcoming, "last_execution": item.last_execution}
+        return state
+
     def versions(self, account_id: str, id_or_ref: str) -> list[dict[str, Any]]:
         record = self.get(account_id, id_or_ref)
         revisions = self.repository.revisions(account_id, record.id)
@@ -111,7 +127,8 @@ class WorkflowService:
         )
         if "ref" not in fields:
             document["ref"] = self._free_ref(account_id, document["ref"])
-        return self.repository.save(account_id, document, self._summary(document), previous=None, expected_revision=None)
+        return self.repository.save(account_id, document, self._summary(document), previous=None, expected_revision=None,
+                                    fire_times=fire_times(document, None, time.time()))
 
     def _free_ref(self, account_id: str, ref: str) -> str:
         """A derived ref that collides gets a numeric suffix; an explicit one answers 409."""
@@ -150,14 +167,15 @@ class WorkflowService:
             current = self.get(account_id, id_or_ref)
             if if_match is not None and if_match != current.revision:
                 raise StaleRevisionError(if_match, current.revision)
-            previous_triggers = frozenset(t["id"] for t in current.document.get("triggers", []))
-            document = build_document(change(current), existing_trigger_ids=previous_triggers)
+            previous_triggers = {t["id"]: t for t in current.document.get("triggers", [])}
+            document = build_document(change(current), existing_triggers=previous_triggers)
             if self._same(document, current.document):
                 return current
             document = self._carry_over(document, current, updated_by)
             try:
                 return self.repository.save(account_id, document, self._summary(document),
-                                            previous=current, expected_revision=current.revision)
+                                            previous=current, expected_revision=current.revision,
+                                            fire_times=fire_times(document, current.document, time.time()))
             except StaleRevisionError:
                 if if_match is not None:
                     raise StaleRevisionError(if_match) from None

@@ -149,6 +149,15 @@ class TriggersByAccount(GlobalSecondaryIndex):
     workflow_id = UnicodeAttribute(range_key=True)
 
 
+class TriggersDue(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "due"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    fire_at = NumberAttribute(range_key=True)
+
+
 class TriggerModel(Model):
     """A trigger of a workflow, kept as its own item so that it can fire without reading
     the workflow: by id for inbound webhooks, by index for schedules and events."""
@@ -165,7 +174,14 @@ class TriggerModel(Model):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
+    # Schedules: the next fire time (epoch seconds) while the schedule can fire, and its
+    # shard, both absent otherwise (a sparse index); the last execution it started.
+    fire_at = NumberAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)
+    last_execution = JSONAttribute(null=True)
+
     by_account = TriggersByAccount()
+    due = TriggersDue()
 
 
 class ExecutionsByStarted(GlobalSecondaryIndex):

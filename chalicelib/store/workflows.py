@@ -181,6 +181,7 @@ class WorkflowRepository:
         *,
         previous: WorkflowRecord | None,
         expected_revision: int | None,
+        fire_times: dict[str, int | None] | None = None,
     ) -> WorkflowRecord:
         """Stores `document` as the next revision (the first when `previous` is None).
         `expected_revision` is the revision the change was computed from; a newer stored
@@ -189,7 +190,7 @@ class WorkflowRepository:
             catalog = self.catalog(account_id)
             catalog.entries[document["id"]] = summary
             try:
-                self._write(account_id, document, catalog, previous, expected_revision)
+                self._write(account_id, document, catalog, previous, expected_revision, fire_times or {})
                 break
             except _CatalogConflict:
                 time.sleep(0.01 * (attempt + 1))
@@ -199,7 +200,7 @@ class WorkflowRepository:
         assert stored is not None
         return stored
 
-    def _write(self, account_id, document, catalog, previous, expected_revision) -> None:
+    def _write(self, account_id, document, catalog, previous, expected_revision, fire_times) -> None:
         workflow_id = document["id"]
         new_revision = 1 if previous is None else expected_revision + 1
         stored_doc = _stored_document(document)
@@ -231,25 +232,39 @@ class WorkflowRepository:
                     steps.append("old_ref")
             tx.save(catalog.to_item())
             steps.append("catalog")
-            self._write_triggers(tx, steps, account_id, document, previous)
+            self._write_triggers(tx, steps, account_id, document, previous, fire_times)
 
-    def _write_triggers(self, tx, steps, account_id, document, previous) -> None:
+    @staticmethod
+    def _fire_actions(trigger_id: str, fire_at: int | None) -> list:
+        from chalicelib.services.schedules import shard_of
+
+        if fire_at is None:
+            return [TriggerModel.fire_at.remove(), TriggerModel.due_shard.remove()]
+        return [TriggerModel.fire_at.set(fire_at), TriggerModel.due_shard.set(shard_of(trigger_id))]
+
+    def _write_triggers(self, tx, steps, account_id, document, previous, fire_times) -> None:
         now = document["updated_at"]
         old = {t["id"]: t for t in (previous.document.get("triggers", []) if previous else [])}
         for trigger in document.get("triggers", []):
             spec = {k: v for k, v in trigger.items() if k not in ("id",)}
+            timing = self._fire_actions(trigger["id"], fire_times[trigger["id"]]) if trigger["id"] in fire_times else []
             if trigger["id"] in old:
-                if old[trigger["id"]] != trigger:
+                if old[trigger["id"]] != trigger or timing:
                     tx.update(TriggerModel(trigger["id"]), actions=[
                         TriggerModel.spec.set(spec), TriggerModel.type.set(trigger["type"]),
                         TriggerModel.enabled.set(1 if trigger["enabled"] else 0), TriggerModel.updated_at.set(now),
-                    ])
+                    ] + timing)
                     steps.append("trigger")
             else:
-                tx.save(TriggerModel(trigger["id"], account_id=account_id, workflow_id=document["id"],
-                                     type=trigger["type"], enabled=1 if trigger["enabled"] else 0, spec=spec,
-                                     created_at=now, updated_at=now),
-                        condition=TriggerModel.id.does_not_exist())
+                fire_at = fire_times.get(trigger["id"])
+                item = TriggerModel(trigger["id"], account_id=account_id, workflow_id=document["id"],
+                                    type=trigger["type"], enabled=1 if trigger["enabled"] else 0, spec=spec,
+                                    created_at=now, updated_at=now)
+                if fire_at is not None:
+                    from chalicelib.services.schedules import shard_of
+
+                    item.fire_at, item.due_shard = fire_at, shard_of(trigger["id"])
+                tx.save(item, condition=TriggerModel.id.does_not_exist())
                 steps.append("trigger")
         kept = {t["id"] for t in document.get("triggers", [])}
         for trigger_id in old.keys() - kept:

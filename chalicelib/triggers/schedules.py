@@ -145,9 +145,15 @@ def schedule_type(spec: dict[str, Any]) -> str:
     raise ScheduleError("schedule_type", "give cron_expression, interval_value or execution_time")
 
 
-def compile_schedule(spec: dict[str, Any], *, now: datetime, created_at: datetime | None = None) -> Schedule:
+TIMING_FIELDS = ("schedule_type", "cron_expression", "schedule", "interval_value", "interval_unit",
+                 "execution_time", "timezone", "start_at", "end_at")
+
+
+def compile_schedule(spec: dict[str, Any], *, now: datetime, created_at: datetime | None = None,
+                     check_past: bool = True) -> Schedule:
     """A checked Schedule from a trigger's fields (`schedule` is accepted for
-    `cron_expression`, as the API-traffic product writes it)."""
+    `cron_expression`, as the API-traffic product writes it). `check_past` refuses a
+    fixed time that has passed: when it is written, not when it fires."""
     kind = schedule_type(spec)
     tz_name = spec.get("timezone") or "UTC"
     zone(tz_name)
@@ -167,6 +173,6 @@ def compile_schedule(spec: dict[str, Any], *, now: datetime, created_at: datetim
         return Schedule("interval", tz_name, interval_seconds=value * INTERVAL_UNITS[unit], start_at=start_at,
                         end_at=end_at, anchor=created_at or now)
     moment = parse_time(spec.get("execution_time"), "execution_time")
-    if moment <= now:
+    if check_past and moment <= now:
         raise ScheduleError("execution_time", f"{spec.get('execution_time')} is in the past")
     return Schedule("fixed_time", tz_name, execution_time=moment, start_at=start_at, end_at=end_at)

@@ -135,8 +135,8 @@ class TestProvisionedAccount:
             (
                 "triggers",
                 [{"AttributeName": "id", "KeyType": "HASH"}],
-                {"id": "S", "account_id": "S", "workflow_id": "S"},
-                [by_account_index("account_id", "workflow_id")],
+                {"id": "S", "account_id": "S", "workflow_id": "S", "due_shard": "S", "fire_at": "N"},
+                [by_account_index("account_id", "workflow_id"), index("due", "due_shard", "fire_at", "ALL")],
             ),
             (
                 "executions",

@@ -1,0 +1,137 @@
+"""Schedule triggers at run time (SPEC §6.1): their next fire time, kept in a sparse,
+sharded index, and firing from the minute tick, exactly once per fire time."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from chalicelib.engine.templating import TemplateError, render_value
+from chalicelib.ids import derived_id, iso
+from chalicelib.logs import logger
+from chalicelib.store.models import TriggerModel
+from chalicelib.triggers.schedules import TIMING_FIELDS, ScheduleError, compile_schedule
+
+SHARDS = 16
+ACTIVE = ("queued", "running", "waiting")
+
+
+def shard_of(trigger_id: str) -> str:
+    return str(zlib.crc32(trigger_id.encode()) % SHARDS)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def next_fire(trigger: dict[str, Any], *, after: float, created: float) -> int | None:
+    """The next fire time (epoch seconds) strictly after `after`, or None."""
+    try:
+        schedule = compile_schedule(trigger, now=_utc(after), created_at=_utc(created), check_past=False)
+    except ScheduleError:
+        return None
+    moment = schedule.next_fire(_utc(after))
+    return int(moment.timestamp()) if moment else None
+
+
+def fire_times(document: dict[str, Any], previous: dict[str, Any] | None, now: float) -> dict[str, int | None]:
+    """For each schedule trigger whose timing or enabled state changed (or is new): its next
+    fire time, None when it cannot fire (disabled trigger or workflow). Unchanged schedules
+    are absent: their stored fire time stands."""
+    before = {t["id"]: t for t in (previous or {}).get("triggers", [])}
+    was_enabled = bool((previous or {}).get("enabled"))
+    out = {}
+    for trigger in document.get("triggers", []):
+        if trigger.get("type") != "schedule":
+            continue
+        old = before.get(trigger["id"])
+        unchanged = (old is not None and was_enabled == bool(document["enabled"])
+                     and old.get("enabled") == trigger.get("enabled")
+                     and all(old.get(k) == trigger.get(k) for k in TIMING_FIELDS))
+        if unchanged:
+            continue
+        firing = trigger.get("enabled", True) and document["enabled"]
+        out[trigger["id"]] = next_fire(trigger, after=now, created=now) if firing else None
+    return out
+
+
+class ScheduleFirer:
+    """What the tick does for schedules."""
+
+    def __init__(self, runtime: Any, clock: Callable[[], float] = time.time) -> None:
+        self.runtime = runtime
+        self.clock = clock
+
+    def due(self, now: float) -> Iterator[TriggerModel]:
+        for shard in range(SHARDS):
+            yield from TriggerModel.due.query(str(shard), TriggerModel.fire_at <= int(now), limit=100)
+
+    def fire_due(self, until: float) -> int:
+        fired = 0
+        now = self.clock()
+        for item in list(self.due(now)):
+            if time.monotonic() > until:
+                break
+            try:
+                fired += bool(self.fire(item, now))
+            except Exception:
+                logger.exception("schedule failed to fire", extra={"trigger_id": item.id})
+        return fired
+
+    def fire(self, item: TriggerModel, now: float) -> str | None:
+        """Starts the execution of this fire time, then moves the fire time on. The
+        execution's id derives from (trigger, fire time) and is created conditionally, so
+        two ticks, or a tick that died half-way and its successor, start it once; a
+        schedule missed through an outage fires once, then at its next time from now."""
+        scheduled = int(item.fire_at)
+        spec = dict(item.spec)
+        created = datetime.fromisoformat(item.created_at.replace("Z", "+00:00")).timestamp()
+        following = next_fire(spec, after=max(now, scheduled), created=created)
+        execution_id = derived_id("ex", f"{item.id}:{scheduled}")
+        started = self._start(item, spec, scheduled, now, execution_id)
+        if following:
+            actions = [TriggerModel.fire_at.set(following), TriggerModel.due_shard.set(shard_of(item.id))]
+        else:
+            actions = [TriggerModel.fire_at.remove(), TriggerModel.due_shard.remove()]
+        if started:
+            actions.append(TriggerModel.last_execution.set(
+                {"execution_id": execution_id, "status": "queued", "started_at": iso(_utc(now)), "completed_at": None}))
+        try:
+            item.update(actions=actions, condition=TriggerModel.fire_at == scheduled)
+        except UpdateError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return None  # another tick moved it on
+        return execution_id if started else None
+
+    def _start(self, item: TriggerModel, spec: dict, scheduled: int, now: float, execution_id: str) -> bool:
+        workflow = self.runtime.workflows.get(item.account_id, item.workflow_id)
+        if workflow is None or not workflow.document["enabled"] or not spec.get("enabled", True):
+            return False
+        if spec.get("overlap_policy") == "skip" and item.last_execution:
+            last = self.runtime.executions.get(item.account_id, item.last_execution["execution_id"])
+            if last is not None and last.status in ACTIVE:
+                logger.info("schedule skipped: the previous run is still going", extra={"trigger_id": item.id})
+                return False
+        data = {"schedule_id": item.id, "name": spec.get("name"), "scheduled_time": iso(_utc(scheduled)),
+                "fired_at": iso(_utc(now))}
+        parameters = spec.get("parameters")
+        try:
+            parameters = render_value(parameters, {"trigger": {"type": "schedule", "id": item.id, "data": data},
+                                                   **data}) if parameters is not None else data
+        except TemplateError as error:
+            logger.warning("schedule parameters did not render", extra={"trigger_id": item.id, "error": error.message})
+            return False
+        try:
+            self.runtime.start(item.account_id, workflow.document, parameters, triggered_by="schedule",
+                               trigger_id=item.id, trigger={"type": "schedule", "id": item.id, "data": data},
+                               execution_id=execution_id)
+        except PutError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return True  # this fire time's execution exists already
+            raise
+        return True
