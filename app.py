@@ -4,12 +4,12 @@ import os
 
 from chalice import Chalice, Rate
 
-from chalicelib.api import accounts, executions, meta, workflows
+from chalicelib.api import accounts, executions, meta, schedules, workflows
 
 app = Chalice(app_name="sluice")
 app.api.binary_types = []  # every body is JSON or text; nothing is base64-encoded
 
-for blueprint in (meta.bp, accounts.bp, workflows.bp, executions.bp):
+for blueprint in (meta.bp, accounts.bp, workflows.bp, executions.bp, schedules.bp):
     app.register_blueprint(blueprint)
 
 # Queue names follow the stage, as in infra/resources.yaml (`chalice package` imports

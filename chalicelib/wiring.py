@@ -66,3 +66,10 @@ def schedules():
 
     engine = runtime()
     return ScheduleFirer(engine, clock=engine.clock)
+
+
+@functools.lru_cache(maxsize=1)
+def schedule_views():
+    from chalicelib.services.schedule_views import ScheduleViews
+
+    return ScheduleViews(workflow_service())

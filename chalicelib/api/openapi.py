@@ -94,6 +94,13 @@ SCHEMAS: dict[str, Any] = {
         "parameters": {"type": "object"}, "callback_url": {"type": "string", "format": "uri"},
         "callback_secret": {"type": "string"}}},
     "ApprovalDecision": {"type": "object", "properties": {"comment": {"type": "string"}, "response": {}}},
+    "ScheduleInput": {"type": "object", "properties": {
+        "name": {"type": "string"}, "description": {"type": "string"},
+        "schedule_type": {"enum": ["cron", "interval", "fixed_time"]}, "cron_expression": {"type": "string"},
+        "interval_value": {"type": "integer", "minimum": 1}, "interval_unit": {"enum": ["minutes", "hours", "days"]},
+        "execution_time": {"type": "string", "format": "date-time"}, "timezone": {"type": "string"},
+        "start_at": {"type": "string"}, "end_at": {"type": "string"}, "overlap_policy": {"enum": ["allow", "skip"]},
+        "enabled": {"type": "boolean"}, "parameters": {"type": "object"}}},
     "AccountCreate": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
     "ApiKeyCreate": {"type": "object", "required": ["name", "scopes"], "properties": {
         "name": {"type": "string"},

@@ -30,7 +30,8 @@ def reset_cached_clients() -> None:
         model._connection = None
     workflows._connection.cache_clear()
     for factory in (wiring.account_service, wiring.workflow_service, wiring.aws_client, wiring.runtime,
-                    wiring.execution_service, wiring.callbacks, wiring.schedules):
+                    wiring.execution_service, wiring.callbacks, wiring.schedules,
+                    wiring.schedule_views):
         factory.cache_clear()
 
 
