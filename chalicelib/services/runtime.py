@@ -53,6 +53,7 @@ MAX_DEPTH = 10            # workflow.run nesting levels
 ERROR_MESSAGE_MAX = 4000  # characters of an error message kept in a step record
 PUBLISH_MAX = 32 * 1024   # bytes of variables one step may publish
 INLINE_MARGIN = 10        # seconds that must remain after a step's timeout to run it in-process
+ENDED_CHECK_SECONDS = 1.0  # how often an in-process chain re-reads its execution's status
 
 
 def _epoch(moment: str) -> float:
@@ -139,11 +140,8 @@ class Runtime:
         return Loaded(item, workflow, plan, steps, _state(item, steps))
 
     def _refresh(self, loaded: Loaded) -> None:
-        """Re-reads the step records, and the execution's status: parallel branches and API
-        calls (cancel) change them."""
-        current = self.executions.get(loaded.account_id, loaded.id)
-        if current is not None:
-            loaded.item.status = current.status
+        """Re-reads the step records: parallel branches change them. (A cancel shows here
+        as revoked steps, and to every later message as the execution's status.)"""
         loaded.steps = _complete(self.executions.steps(loaded.account_id, loaded.id))
         loaded.state = _state(loaded.item, loaded.steps)
 
@@ -209,11 +207,15 @@ class Runtime:
         """Runs a step and, while time allows, the next ready step in the same process: a
         sequential workflow needs one message, not one per step."""
         next_step: tuple[str, int] | None = (name, attempt)
-        first = True
+        checked = self.clock()
         while next_step is not None:
-            if not first and self._ended(loaded):
-                return  # cancelled or timed out meanwhile: start nothing more
-            first = False
+            # Cancel revokes the running step (its record then fails and the chain stops);
+            # what is left is a cancel between one step's record and the next one's claim,
+            # so the chain re-reads the execution's status once a second, not every step.
+            if self.clock() - checked >= ENDED_CHECK_SECONDS:
+                if self._ended(loaded):
+                    return
+                checked = self.clock()
             name, attempt = next_step
             commands = self._attempt(loaded, name, attempt)
             if commands is None:
