@@ -236,6 +236,33 @@ _environment = TemplateEnvironment()
 # --------------------------------------------------------------------------- public API
 
 
+@functools.lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _names_in(source: str) -> frozenset[str]:
+    from jinja2 import meta
+
+    try:
+        return frozenset(meta.find_undeclared_variables(_environment.parse(source)))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+
+
+def referenced_names(value: Any) -> frozenset[str]:
+    """The top-level names the templates inside `value` look up (dict keys not included),
+    Jinja's own globals left out."""
+    names: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if is_template(item):
+                names |= _names_in(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return frozenset(names - set(_environment.globals))
+
+
 def is_template(value: str) -> bool:
     """True when the string contains Jinja markup (`{{` or `{%`); a cheap check, no parsing."""
     return "{{" in value or "{%" in value

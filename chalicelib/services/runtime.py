@@ -134,10 +134,31 @@ class Runtime:
             return None
         return self._loaded(item)
 
-    def _loaded(self, item: ExecutionModel) -> Loaded:
+    def _loaded(self, item: ExecutionModel, running: str | None = None) -> Loaded:
+        """The execution with its step records. For a graph step whose templates use none
+        of the other steps' data (`running`), its own record is enough: the records are
+        read again, all of them, after its result is recorded."""
         workflow, plan = self._revision(item.account_id, item.workflow_id, int(item.workflow_revision))
-        steps = _complete(self.executions.steps(item.account_id, item.id))
+        if running is not None and plan.graph and not self._needs_records(plan, running, item):
+            own = self.executions.step(item.account_id, item.id, running)
+            steps = _complete([own] if own is not None else [])
+        else:
+            steps = _complete(self.executions.steps(item.account_id, item.id))
         return Loaded(item, workflow, plan, steps, _state(item, steps))
+
+    #: Template names whose values come from the execution item, not from step records.
+    EXECUTION_NAMES = frozenset({"params", "trigger", "execution", "workflow", "context", "request", "response",
+                                 "timings", "metric", "event", "bucket", "account", "environment", "now"})
+
+    def _needs_records(self, plan: Plan, name: str, item: ExecutionModel) -> bool:
+        from chalicelib.engine.templating import referenced_names
+
+        step = plan.step(name)
+        used = referenced_names([step.input, step.when, step.publish, (step.approval or {}).get("message")])
+        parameters = item.parameters if isinstance(item.parameters, dict) else {}
+        if item.parameters_ref:
+            return True  # its names are not at hand; do not guess
+        return bool(used - self.EXECUTION_NAMES - set(parameters))
 
     def _refresh(self, loaded: Loaded) -> None:
         """Re-reads the step records: parallel branches change them. (A cancel shows here
@@ -183,9 +204,10 @@ class Runtime:
             self.purge_workflow(message["a"], message["w"], message.get("c"))
             return
         account_id, execution_id = message["a"], message["e"]
-        loaded = self.load(account_id, execution_id)
-        if loaded is None:
+        item = self.executions.get(account_id, execution_id)
+        if item is None:
             return
+        loaded = self._loaded(item, running=message["s"] if kind == "run" else None)
         if kind == "reconcile":
             self.reconcile(account_id, execution_id)
             return

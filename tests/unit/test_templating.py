@@ -407,3 +407,12 @@ def test_an_expression_that_gives_a_method_is_a_template_error():
     with pytest.raises(TemplateError, match="missing parentheses"):
         render_string("{{ 'abc'.upper }}", {})
     assert render_string("{{ 'abc'.upper() }}", {}) == "ABC"
+
+
+def test_referenced_names_are_the_top_level_names_templates_use():
+    from chalicelib.engine.templating import referenced_names
+
+    value = {"a": "{{ steps.fetch.output }} and {{ params.x }}", "b": ["{{ vars.y | upper }}", "plain", 3],
+             "{{ key }}": "{% for i in range(3) %}{{ i }}{% endfor %}", "c": None}
+    assert referenced_names(value) == {"steps", "params", "vars"}
+    assert referenced_names("no template") == frozenset()
