@@ -530,6 +530,9 @@ def test_link_local_destinations_fail_at_once_without_retry(sluice, sink, url):
         {"name": "metadata", "action": "core.http", "input": {"url": url},
          "retry": {"max_attempts": 3, "initial_interval": 1}},
     ]})
+    # Messages an earlier test's pollers still hold stay in flight until their visibility
+    # timeout; a retry of this execution would be visible or delayed, never in flight.
+    held_before = sluice.queue_depth()["in_flight"]
     execution_id = sluice.start(workflow)
     sluice.drain()
 
@@ -544,4 +547,4 @@ def test_link_local_destinations_fail_at_once_without_retry(sluice, sink, url):
     assert [(e["attempt"], e["status"], e["error"]["code"]) for e in metadata["attempt_log"]] == [
         (1, "failed", "BLOCKED_DESTINATION")]
     assert metadata["duration_ms"] < 1000
-    assert sluice.queue_depth() == {"visible": 0, "in_flight": 0, "delayed": 0}  # no retry waiting
+    assert sluice.queue_depth() == {"visible": 0, "in_flight": held_before, "delayed": 0}  # no retry waiting
