@@ -68,7 +68,7 @@ def main() -> None:
         provision(boto3.session.Session(), "bench")
         from chalicelib.ids import new_id, now_iso
         from chalicelib.services.accounts import AccountService
-        from chalicelib.services.schedules import shard_of
+        from chalicelib.store.models import due_shard
         from chalicelib.store.models import TriggerModel
         from chalicelib.wiring import runtime, schedules, workflow_service
 
@@ -85,14 +85,14 @@ def main() -> None:
                     trigger_id = new_id("trg")
                     batch.save(TriggerModel(trigger_id, account_id=account.id, workflow_id=workflow["id"], type="schedule",
                                             enabled=1, spec=spec, created_at=now_iso(), updated_at=now_iso(),
-                                            fire_at=far, due_shard=shard_of(trigger_id)))
+                                            fire_at=far, due_shard=due_shard(trigger_id)))
                     stored += 1
             now = int(time.time())
             for _ in range(DUE):  # ten schedules due now
                 trigger_id = new_id("trg")
                 TriggerModel(trigger_id, account_id=account.id, workflow_id=workflow["id"], type="schedule", enabled=1,
                              spec=spec, created_at=now_iso(), updated_at=now_iso(), fire_at=now - 30,
-                             due_shard=shard_of(trigger_id)).save()
+                             due_shard=due_shard(trigger_id)).save()
             firer = schedules()
             meter.items, meter.units, meter.on = 0, 0.0, True
             fired = firer.fire_due(until=time.monotonic() + 50)

@@ -75,6 +75,7 @@ class Loaded:
     state: State
     claimed_at: dict[str, float] = field(default_factory=dict)  # first claims made by this process
     attempt_logs: dict[str, list] = field(default_factory=dict)  # written by this process since loading
+    payloads: dict[str, Any] = field(default_factory=dict)  # large outputs read from S3, by reference
 
     @property
     def account_id(self) -> str:
@@ -200,7 +201,7 @@ class Runtime:
     def handle(self, message: dict[str, Any], deadline: float) -> None:
         """One step-queue message. Everything is idempotent: a duplicate is a no-op."""
         kind = message.get("k", "run")
-        if message.get("k") == "purge":
+        if kind == "purge":
             self.purge_workflow(message["a"], message["w"], message.get("c"))
             return
         account_id, execution_id = message["a"], message["e"]
@@ -210,9 +211,6 @@ class Runtime:
         loaded = self._loaded(item, running=message["s"] if kind == "run" else None)
         if kind == "reconcile":
             self.reconcile(account_id, execution_id)
-            return
-        if kind == "purge":
-            self.purge_workflow(account_id, message["w"], message.get("c"))
             return
         if loaded.state.status.terminal:
             return
@@ -607,8 +605,11 @@ class Runtime:
             if record.get("output") is not None:
                 outputs[name] = record["output"]
             elif name in loaded.steps and loaded.steps[name].output_ref:
-                item = loaded.steps[name]
-                outputs[name] = self.payloads.load(item.output, item.output_ref)
+                # Read once per loaded execution: a chain renders many steps against it.
+                ref = loaded.steps[name].output_ref
+                if ref not in loaded.payloads:
+                    loaded.payloads[ref] = self.payloads.load(None, ref)
+                outputs[name] = loaded.payloads[ref]
         return outputs
 
     def context(self, loaded: Loaded, step: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,6 @@ sharded index, and firing from the minute tick, exactly once per fire time."""
 from __future__ import annotations
 
 import time
-import zlib
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
@@ -13,15 +12,10 @@ from pynamodb.exceptions import PutError, UpdateError
 from chalicelib.engine.templating import TemplateError, render_value
 from chalicelib.ids import derived_id, iso
 from chalicelib.logs import logger
-from chalicelib.store.models import TriggerModel
+from chalicelib.store.models import DUE_SHARDS, TriggerModel, due_shard
 from chalicelib.triggers.schedules import TIMING_FIELDS, ScheduleError, compile_schedule
 
-SHARDS = 16
 ACTIVE = ("queued", "running", "waiting")
-
-
-def shard_of(trigger_id: str) -> str:
-    return str(zlib.crc32(trigger_id.encode()) % SHARDS)
 
 
 def _utc(epoch: float) -> datetime:
@@ -67,7 +61,7 @@ class ScheduleFirer:
         self.clock = clock
 
     def due(self, now: float) -> Iterator[TriggerModel]:
-        for shard in range(SHARDS):
+        for shard in range(DUE_SHARDS):
             yield from TriggerModel.due.query(str(shard), TriggerModel.fire_at <= int(now), limit=100)
 
     def fire_due(self, until: float) -> int:
@@ -94,7 +88,7 @@ class ScheduleFirer:
         execution_id = derived_id("ex", f"{item.id}:{scheduled}")
         started = self._start(item, spec, scheduled, now, execution_id)
         if following:
-            actions = [TriggerModel.fire_at.set(following), TriggerModel.due_shard.set(shard_of(item.id))]
+            actions = [TriggerModel.fire_at.set(following), TriggerModel.due_shard.set(due_shard(item.id))]
         else:
             actions = [TriggerModel.fire_at.remove(), TriggerModel.due_shard.remove()]
         if started:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterator
@@ -15,18 +14,13 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 
 from chalicelib.errors import ValidationError
-from chalicelib.store.models import ExecutionModel, StepRunModel
+from chalicelib.store.models import DUE_SHARDS, ExecutionModel, StepRunModel, due_shard  # noqa: F401 (re-exported)
 
-DUE_SHARDS = 16
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
 
 def execution_key(account_id: str, execution_id: str) -> str:
     return f"{account_id}#{execution_id}"
-
-
-def due_shard(execution_id: str) -> str:
-    return str(zlib.crc32(execution_id.encode()) % DUE_SHARDS)
 
 
 def _condition_failed(error: UpdateError) -> bool:

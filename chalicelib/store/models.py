@@ -12,6 +12,8 @@ account's partition, told apart by the sort key:
 
 from __future__ import annotations
 
+import zlib
+
 from pynamodb.attributes import (
     BinaryAttribute,
     JSONAttribute,
@@ -27,6 +29,13 @@ from pynamodb.models import Model
 from chalicelib.config import get_settings
 
 _settings = get_settings()
+
+DUE_SHARDS = 16  # the sparse due indexes (executions, schedules) spread over this many partitions
+
+
+def due_shard(key: str) -> str:
+    """The due-index partition of an item: stable, and even across keys."""
+    return str(zlib.crc32(key.encode()) % DUE_SHARDS)
 
 
 class _Meta:

@@ -24,6 +24,7 @@ from chalicelib.store.models import (
     WorkflowRefModel,
     WorkflowRevisionModel,
     WorkflowStatsModel,
+    due_shard,
 )
 
 CATALOG_MAX_BYTES = 350_000  # below DynamoDB's 400 KB item limit, with room for keys
@@ -236,11 +237,9 @@ class WorkflowRepository:
 
     @staticmethod
     def _fire_actions(trigger_id: str, fire_at: int | None) -> list:
-        from chalicelib.services.schedules import shard_of
-
         if fire_at is None:
             return [TriggerModel.fire_at.remove(), TriggerModel.due_shard.remove()]
-        return [TriggerModel.fire_at.set(fire_at), TriggerModel.due_shard.set(shard_of(trigger_id))]
+        return [TriggerModel.fire_at.set(fire_at), TriggerModel.due_shard.set(due_shard(trigger_id))]
 
     def _write_triggers(self, tx, steps, account_id, document, previous, fire_times) -> None:
         now = document["updated_at"]
@@ -261,9 +260,7 @@ class WorkflowRepository:
                                     type=trigger["type"], enabled=1 if trigger["enabled"] else 0, spec=spec,
                                     created_at=now, updated_at=now)
                 if fire_at is not None:
-                    from chalicelib.services.schedules import shard_of
-
-                    item.fire_at, item.due_shard = fire_at, shard_of(trigger["id"])
+                    item.fire_at, item.due_shard = fire_at, due_shard(trigger["id"])
                 tx.save(item, condition=TriggerModel.id.does_not_exist())
                 steps.append("trigger")
         kept = {t["id"] for t in document.get("triggers", [])}
