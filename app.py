@@ -4,12 +4,12 @@ import os
 
 from chalice import Chalice, Rate
 
-from chalicelib.api import accounts, executions, meta, schedules, workflows
+from chalicelib.api import accounts, buckets, executions, meta, schedules, triggers, workflows
 
 app = Chalice(app_name="sluice")
 app.api.binary_types = []  # every body is JSON or text; nothing is base64-encoded
 
-for blueprint in (meta.bp, accounts.bp, workflows.bp, executions.bp, schedules.bp):
+for blueprint in (meta.bp, accounts.bp, workflows.bp, executions.bp, schedules.bp, triggers.bp, buckets.bp):
     app.register_blueprint(blueprint)
 
 # Queue names follow the stage, as in infra/resources.yaml (`chalice package` imports
@@ -36,3 +36,21 @@ def tick(event):
     from chalicelib.handlers import tick as minute_tick
 
     return minute_tick.handle(event)
+
+
+# S3's "Object Created" notifications of the documents bucket (default bus). Events on the
+# Sluice bus reach the same function through the rule in infra/functions.yaml (chalice's
+# decorator only knows the default bus).
+DOCUMENT_EVENTS = {
+    "source": ["aws.s3"],
+    "detail-type": ["Object Created"],
+    "detail": {"bucket": {"name": [{"prefix": f"sluice-{STAGE}-payloads-"}]},
+               "object": {"key": [{"prefix": "documents/"}]}},
+}
+
+
+@app.on_cw_event(DOCUMENT_EVENTS, name="event_router")
+def event_router(event):
+    from chalicelib.handlers import events
+
+    return events.handle(event)

@@ -146,11 +146,48 @@ class ScheduleDriver:
         self.handler(scheduled_event(self.name, self.region), _context(self.name))
 
 
+class EventDriver:
+    """What EventBridge does for an `on_cw_event` handler: its rule on the default bus
+    (where S3 sends its notifications), plus the extra rules that infra/ gives the same
+    function on other buses, deliver to a queue this driver drains into the handler.
+    (moto delivers `put_events` to SQS targets, not to functions.)"""
+
+    def __init__(self, app: Any, config: Any, sqs: Any, events: Any, region: str,
+                 extra_rules: list[tuple[str, dict[str, Any]]]) -> None:
+        import json
+
+        self.handler = app.handler_map[config.name]
+        self.name = config.name
+        self.sqs = sqs
+        queue = f"local-events-{config.name}"
+        self.queue_url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        arn = f"arn:aws:sqs:{region}:{FAKE_ACCOUNT}:{queue}"
+        for i, (bus, pattern) in enumerate([("default", config.event_pattern)] + extra_rules):
+            rule = f"local-{config.name}-{i}"
+            events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+            events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "local", "Arn": arn}])
+
+    def poll_once(self, wait_seconds: int = 1) -> int:
+        import json
+
+        received = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                            WaitTimeSeconds=wait_seconds).get("Messages", [])
+        for message in received:
+            try:
+                self.handler(json.loads(message["Body"]), _context(self.name))
+            except Exception:
+                # Lambda retries an asynchronous event twice, then drops it.
+                logging.getLogger("sluice.local").exception("%s raised", self.name)
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(received)
+
+
 def event_source_loops(app: Any, sqs: Any, region: str, *, tick_seconds: float, workers: int,
-                       stop: threading.Event) -> list[_Loop]:
+                       stop: threading.Event, events: Any = None,
+                       extra_event_rules: list[tuple[str, dict[str, Any]]] = ()) -> list[_Loop]:
     """A loop for every event source the app declares. A kind without a local driver is
     an error, so that nothing the app relies on silently never runs locally."""
-    from chalice.app import ScheduledEventConfig, SQSEventConfig
+    from chalice.app import CloudWatchEventConfig, ScheduledEventConfig, SQSEventConfig
 
     loops: list[_Loop] = []
     for config in app.event_sources:
@@ -159,9 +196,24 @@ def event_source_loops(app: Any, sqs: Any, region: str, *, tick_seconds: float, 
             loops += [_Loop(f"{config.name}-{i}", driver.poll_once, 0.0, stop) for i in range(workers)]
         elif isinstance(config, ScheduledEventConfig):
             loops.append(_Loop(config.name, ScheduleDriver(app, config, region).fire, tick_seconds, stop))
+        elif isinstance(config, CloudWatchEventConfig) and events is not None:
+            driver = EventDriver(app, config, sqs, events, region, list(extra_event_rules))
+            loops.append(_Loop(config.name, driver.poll_once, 0.0, stop))
         else:
             raise RuntimeError(f"the local runtime has no driver for {type(config).__name__} ({config.name})")
     return loops
+
+
+def bus_rules(provisioned: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The rules infra/functions.yaml gives functions on the Sluice bus, as (bus, pattern)."""
+    import yaml
+
+    from chalicelib.provision import _TemplateLoader
+
+    resources = yaml.load((PROJECT_DIR / "infra" / "functions.yaml").read_text(), Loader=_TemplateLoader)["Resources"]
+    bus = next(iter(provisioned.buses.values()))
+    return [(bus, r["Properties"]["EventPattern"]) for r in resources.values()
+            if r.get("Type") == "AWS::Events::Rule" and r["Properties"].get("EventBusName")]
 
 
 # -- the AWS emulator -----------------------------------------------------------------
@@ -255,7 +307,8 @@ class LocalRuntime:
         server_thread.start()
         self._threads = [server_thread]
         loops = event_source_loops(app, boto3.client("sqs"), os.environ["AWS_REGION"],
-                                   tick_seconds=s.tick_seconds, workers=s.workers, stop=self.stop_event)
+                                   tick_seconds=s.tick_seconds, workers=s.workers, stop=self.stop_event,
+                                   events=boto3.client("events"), extra_event_rules=bus_rules(provisioned))
         for loop in loops:
             loop.start()
         self._threads += loops

@@ -65,7 +65,39 @@ def schedules():
     from chalicelib.services.schedules import ScheduleFirer
 
     engine = runtime()
-    return ScheduleFirer(engine, clock=engine.clock)
+    return ScheduleFirer(engine, trigger_starter(), threshold_evaluator(), clock=engine.clock)
+
+
+@functools.lru_cache(maxsize=1)
+def threshold_evaluator():
+    from chalicelib.services.traffic import ThresholdEvaluator
+    from chalicelib.store.buckets import TrafficRepository
+
+    return ThresholdEvaluator(TrafficRepository(), trigger_starter())
+
+
+@functools.lru_cache(maxsize=1)
+def bucket_service():
+    from chalicelib.services.traffic import BucketService
+    from chalicelib.store.buckets import BucketRepository
+
+    return BucketService(BucketRepository(), workflow_service())
+
+
+@functools.lru_cache(maxsize=1)
+def traffic_ingest():
+    from chalicelib.services.traffic import TrafficIngest
+    from chalicelib.store.buckets import TrafficRepository
+
+    return TrafficIngest(bucket_service(), TrafficRepository(), trigger_starter())
+
+
+@functools.lru_cache(maxsize=1)
+def trigger_starter():
+    from chalicelib.services.triggering import TriggerStarter
+    from chalicelib.store.buckets import BucketRepository
+
+    return TriggerStarter(runtime(), BucketRepository())
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,3 +105,18 @@ def schedule_views():
     from chalicelib.services.schedule_views import ScheduleViews
 
     return ScheduleViews(workflow_service())
+
+
+@functools.lru_cache(maxsize=1)
+def inbound_webhooks():
+    from chalicelib.services.hooks import InboundWebhooks
+
+    return InboundWebhooks(trigger_starter())
+
+
+@functools.lru_cache(maxsize=1)
+def event_service():
+    from chalicelib.services.events import EventService
+    from chalicelib.store.event_types import EventTypeRepository
+
+    return EventService(trigger_starter(), EventTypeRepository())

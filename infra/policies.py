@@ -11,7 +11,7 @@ import pathlib
 
 CHALICE_DIR = pathlib.Path(__file__).resolve().parent.parent / ".chalice"
 STAGES = ("dev", "prod")
-FUNCTIONS = ("api_handler", "step_worker", "delivery_worker", "tick")
+FUNCTIONS = ("api_handler", "step_worker", "delivery_worker", "tick", "event_router")
 
 READ_ITEMS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
 WRITE_ITEMS = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"]

@@ -59,13 +59,26 @@ class ApiRequest:
     def header(self, name: str) -> str | None:
         return self._request.headers.get(name)
 
-    def json(self, *, required: bool = True) -> Any:
-        """The body parsed as JSON; malformed JSON is a 400, an oversized body a 413."""
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self._request.headers)
+
+    @property
+    def method(self) -> str:
+        return self._request.method
+
+    def raw_body(self) -> bytes:
+        """The body as sent; an oversized body is a 413."""
         raw = self._request.raw_body or b""
         if len(raw) > self._body_limit:
             raise PayloadTooLargeError(
                 f"the request body is {len(raw)} bytes; the limit is {self._body_limit // KB} KB"
             )
+        return raw
+
+    def json(self, *, required: bool = True) -> Any:
+        """The body parsed as JSON; malformed JSON is a 400, an oversized body a 413."""
+        raw = self.raw_body()
         if not raw.strip():
             if required:
                 raise ValidationError("a JSON request body is required", [{"field": "body", "message": "is required"}])
@@ -141,6 +154,7 @@ def endpoint(
     status: int = 200,
     request_schema: str | None = None,
     body_limit: int = DEFAULT_BODY_LIMIT,
+    content_types: list[str] = CONTENT_TYPES,
 ) -> Callable:
     """Registers a route on `bp`. The view receives an ApiRequest (authenticated when
     `scope` is set) and the path parameters, and returns a Response; a SluiceError it
@@ -166,7 +180,7 @@ def endpoint(
                 logger.exception("unhandled error", extra={"path": full_path, "method": method})
                 return error_response(InternalError("an internal error occurred"))
 
-        bp.route(full_path, methods=[method], content_types=CONTENT_TYPES)(handle)
+        bp.route(full_path, methods=[method], content_types=content_types)(handle)
         return view
 
     return decorate

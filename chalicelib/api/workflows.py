@@ -27,12 +27,25 @@ def present(document: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _with_hook(trigger: dict[str, Any], issued: dict[str, str]) -> dict[str, Any]:
+    """An inbound webhook shows its URL, and its secret in the answer that created it only."""
+    if trigger.get("type") != "webhook":
+        return trigger
+    from chalicelib.services.hooks import hook_url
+
+    shown = dict(trigger, url=hook_url(trigger["id"]))
+    if trigger["id"] in issued:
+        shown["secret"] = issued[trigger["id"]]
+    return shown
+
+
 def _one(record: WorkflowRecord, *, message: str | None = None, status: int = 200):
     view = present(record.document)
     if any(t.get("type") == "schedule" for t in view.get("triggers", [])):
         state = workflow_service().schedule_state(record.account_id, record.id)
         view["triggers"] = [dict(t, **state.get(t["id"], {})) if t.get("type") == "schedule" else t
                             for t in view["triggers"]]
+    view["triggers"] = [_with_hook(t, record.issued_secrets) for t in view.get("triggers", [])]
     return ok(view, message=message, status=status, headers={"ETag": f'"{record.revision}"'})
 
 

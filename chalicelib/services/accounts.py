@@ -77,7 +77,7 @@ class AccountService:
         key_hash = hash_key(raw_key)
         name = get_settings().bootstrap_account_name
         now = now_iso()
-        account = Account(id=derived_id("acc", f"bootstrap:{name}"), name=name, created_at=now)
+        account = Account(id=bootstrap_account_id(), name=name, created_at=now)
         self.repository.create_account(account, if_absent=True)
         key = ApiKey(
             id=derived_id("key", key_hash), account_id=account.id, name="bootstrap operator key",
@@ -152,6 +152,12 @@ def _parameter_value(parameter: str) -> str | None:
         # No operator key configured (or not readable): there is simply no bootstrap key.
         logger.warning("bootstrap key parameter unreadable", extra={"parameter": parameter, "error": str(error)})
         return None
+
+
+def bootstrap_account_id() -> str:
+    """The deployment's own account: the operator key's, and the one that receives events
+    from the bus that name no account."""
+    return derived_id("acc", f"bootstrap:{get_settings().bootstrap_account_name}")
 
 
 def bootstrap_key() -> str | None:

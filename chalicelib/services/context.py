@@ -69,7 +69,8 @@ def template_context(
         "context": {"event": trigger.get("event"), "execution": execution_view, "workflow": workflow_view},
         **{name: trigger.get(name) for name in TRIGGER_NAMES if trigger.get(name) is not None},
         "account": {"id": account_id},
-        "environment": {"name": environment},
+        # A traffic trigger's bucket names its environment; otherwise it is the stage's.
+        "environment": trigger.get("environment") or {"name": environment},
         "now": now,
     }
     return build_context([named, steps, variables, parameters])

@@ -7,11 +7,11 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 
-from chalicelib.engine.templating import TemplateError, render_value
 from chalicelib.ids import derived_id, iso
 from chalicelib.logs import logger
+from chalicelib.services.triggering import TriggerStarter
 from chalicelib.store.models import DUE_SHARDS, TriggerModel, due_shard
 from chalicelib.triggers.schedules import TIMING_FIELDS, ScheduleError, compile_schedule
 
@@ -33,31 +33,42 @@ def next_fire(trigger: dict[str, Any], *, after: float, created: float) -> int |
 
 
 def fire_times(document: dict[str, Any], previous: dict[str, Any] | None, now: float) -> dict[str, int | None]:
-    """For each schedule trigger whose timing or enabled state changed (or is new): its next
-    fire time, None when it cannot fire (disabled trigger or workflow). Unchanged schedules
-    are absent: their stored fire time stands."""
+    """For each schedule or threshold trigger whose timing or enabled state changed (or is
+    new): when the tick should next look at it (a schedule's next fire time, a threshold's
+    next evaluation), None when it cannot fire (disabled trigger or workflow). Unchanged
+    triggers are absent: their stored time stands."""
     before = {t["id"]: t for t in (previous or {}).get("triggers", [])}
     was_enabled = bool((previous or {}).get("enabled"))
     out = {}
     for trigger in document.get("triggers", []):
-        if trigger.get("type") != "schedule":
+        kind = trigger.get("type")
+        if kind not in ("schedule", "threshold"):
             continue
         old = before.get(trigger["id"])
+        timing = TIMING_FIELDS if kind == "schedule" else ("bucket_id",)
         unchanged = (old is not None and was_enabled == bool(document["enabled"])
                      and old.get("enabled") == trigger.get("enabled")
-                     and all(old.get(k) == trigger.get(k) for k in TIMING_FIELDS))
+                     and all(old.get(k) == trigger.get(k) for k in timing))
         if unchanged:
             continue
-        firing = trigger.get("enabled", True) and document["enabled"]
-        out[trigger["id"]] = next_fire(trigger, after=now, created=now) if firing else None
+        if not (trigger.get("enabled", True) and document["enabled"]):
+            out[trigger["id"]] = None
+        elif kind == "schedule":
+            out[trigger["id"]] = next_fire(trigger, after=now, created=now)
+        else:
+            out[trigger["id"]] = int(now)  # evaluated from the next tick on
     return out
 
 
 class ScheduleFirer:
-    """What the tick does for schedules."""
+    """What the tick does for the triggers due in the sparse due index: schedules fire,
+    threshold triggers are evaluated."""
 
-    def __init__(self, runtime: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, runtime: Any, starter: TriggerStarter, thresholds: Any,
+                 clock: Callable[[], float] = time.time) -> None:
         self.runtime = runtime
+        self.starter = starter
+        self.thresholds = thresholds
         self.clock = clock
 
     def due(self, now: float) -> Iterator[TriggerModel]:
@@ -71,9 +82,12 @@ class ScheduleFirer:
             if time.monotonic() > until:
                 break
             try:
-                fired += bool(self.fire(item, now))
+                if item.type == "threshold":
+                    fired += bool(self.thresholds.evaluate(item, now))
+                else:
+                    fired += bool(self.fire(item, now))
             except Exception:
-                logger.exception("schedule failed to fire", extra={"trigger_id": item.id})
+                logger.exception("trigger failed to fire", extra={"trigger_id": item.id})
         return fired
 
     def fire(self, item: TriggerModel, now: float) -> str | None:
@@ -103,9 +117,6 @@ class ScheduleFirer:
         return execution_id if started else None
 
     def _start(self, item: TriggerModel, spec: dict, scheduled: int, now: float, execution_id: str) -> bool:
-        workflow = self.runtime.workflows.get(item.account_id, item.workflow_id)
-        if workflow is None or not workflow.document["enabled"] or not spec.get("enabled", True):
-            return False
         if spec.get("overlap_policy") == "skip" and item.last_execution:
             last = self.runtime.executions.get(item.account_id, item.last_execution["execution_id"])
             if last is not None and last.status in ACTIVE:
@@ -113,19 +124,7 @@ class ScheduleFirer:
                 return False
         data = {"schedule_id": item.id, "name": spec.get("name"), "scheduled_time": iso(_utc(scheduled)),
                 "fired_at": iso(_utc(now))}
-        parameters = spec.get("parameters")
-        try:
-            parameters = render_value(parameters, {"trigger": {"type": "schedule", "id": item.id, "data": data},
-                                                   **data}) if parameters is not None else data
-        except TemplateError as error:
-            logger.warning("schedule parameters did not render", extra={"trigger_id": item.id, "error": error.message})
-            return False
-        try:
-            self.runtime.start(item.account_id, workflow.document, parameters, triggered_by="schedule",
-                               trigger_id=item.id, trigger={"type": "schedule", "id": item.id, "data": data},
-                               execution_id=execution_id)
-        except PutError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return True  # this fire time's execution exists already
-            raise
-        return True
+        names = self.starter.bucket_names(item.account_id, spec.get("bucket_id"))
+        started = self.starter.try_start(item.account_id, item.workflow_id, item.id, spec, kind="schedule",
+                                         data=data, names=names, firing=str(scheduled))
+        return started == execution_id

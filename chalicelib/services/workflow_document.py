@@ -262,7 +262,7 @@ def _trigger(trigger: Any, path: str, existing: Mapping[str, dict[str, Any]], pr
         problems.append((path, "must be an object"))
         return {}
     # Read-only fields shown on triggers (a GET body can be PUT back) are not stored.
-    trigger = {k: v for k, v in trigger.items() if k not in ("next_execution", "last_execution")}
+    trigger = {k: v for k, v in trigger.items() if k not in TRIGGER_READ_ONLY}
     trigger_type = trigger.get("type")
     if trigger_type not in TRIGGER_TYPES:
         problems.append((f"{path}.type", "must be one of " + ", ".join(TRIGGER_TYPES)))
@@ -284,7 +284,30 @@ def _trigger(trigger: Any, path: str, existing: Mapping[str, dict[str, Any]], pr
             compile_schedule(trigger, now=now, check_past=changed)
         except ScheduleError as error:
             schedule_problems.append((f"{path}.{error.field}", error.message))
+    elif trigger_type == "event":
+        problems += _event_trigger_problems(trigger, path)
+    elif trigger_type in ("request", "error", "threshold"):
+        from chalicelib.triggers.traffic import trigger_problems
+
+        problems += trigger_problems(trigger, path)
     return trigger
+
+
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+TRIGGER_READ_ONLY = ("next_execution", "last_execution", "url", "secret")
+
+
+def _event_trigger_problems(trigger: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    from chalicelib.triggers.filters import filter_problems
+
+    if "event_type" in trigger and "event" not in trigger:
+        trigger["event"] = trigger.pop("event_type")
+    problems = []
+    if not isinstance(trigger.get("event"), str) or not EVENT_TYPE.match(trigger["event"]):
+        problems.append((f"{path}.event", "is required: an event type such as document.uploaded"))
+    if trigger.get("filters") is not None:
+        problems += filter_problems(trigger["filters"], f"{path}.filters")
+    return problems
 
 
 def status_of(doc: dict[str, Any]) -> str:

@@ -127,8 +127,30 @@ class WorkflowService:
         )
         if "ref" not in fields:
             document["ref"] = self._free_ref(account_id, document["ref"])
-        return self.repository.save(account_id, document, self._summary(document), previous=None, expected_revision=None,
-                                    fire_times=fire_times(document, None, time.time()))
+        self._check_buckets(account_id, document)
+        secrets = _new_secrets(document, {})
+        record = self.repository.save(account_id, document, self._summary(document), previous=None,
+                                      expected_revision=None, fire_times=fire_times(document, None, time.time()),
+                                      secrets=secrets)
+        record.issued_secrets = secrets
+        return record
+
+    def _check_buckets(self, account_id: str, document: dict[str, Any]) -> None:
+        """A traffic trigger must name one of the account's buckets."""
+        from chalicelib.errors import InvalidWorkflowConfigError, detail
+        from chalicelib.store.buckets import BucketRepository
+
+        problems = []
+        known: dict[str, bool] = {}
+        for i, trigger in enumerate(document.get("triggers", [])):
+            bucket_id = trigger.get("bucket_id")
+            if trigger.get("type") in ("request", "error", "threshold") or bucket_id is not None:
+                if bucket_id not in known:
+                    known[bucket_id] = isinstance(bucket_id, str) and BucketRepository().get(account_id, bucket_id) is not None
+                if not known[bucket_id]:
+                    problems.append(detail(f"triggers[{i}].bucket_id", f"no bucket '{bucket_id}' in this account"))
+        if problems:
+            raise InvalidWorkflowConfigError(f"{problems[0]['field']}: {problems[0]['message']}", problems)
 
     def _free_ref(self, account_id: str, ref: str) -> str:
         """A derived ref that collides gets a numeric suffix; an explicit one answers 409."""
@@ -172,10 +194,15 @@ class WorkflowService:
             if self._same(document, current.document):
                 return current
             document = self._carry_over(document, current, updated_by)
+            self._check_buckets(account_id, document)
+            secrets = _new_secrets(document, previous_triggers)
             try:
-                return self.repository.save(account_id, document, self._summary(document),
-                                            previous=current, expected_revision=current.revision,
-                                            fire_times=fire_times(document, current.document, time.time()))
+                record = self.repository.save(account_id, document, self._summary(document),
+                                              previous=current, expected_revision=current.revision,
+                                              fire_times=fire_times(document, current.document, time.time()),
+                                              secrets=secrets)
+                record.issued_secrets = secrets
+                return record
             except StaleRevisionError:
                 if if_match is not None:
                     raise StaleRevisionError(if_match) from None
@@ -210,6 +237,14 @@ class WorkflowService:
     @staticmethod
     def _summary(document: dict[str, Any]) -> dict[str, Any]:
         return summarize(dict(document, revision=document.get("revision")))
+
+
+def _new_secrets(document: dict[str, Any], previous: Mapping[str, Any]) -> dict[str, str]:
+    """A secret for each inbound-webhook trigger the document adds."""
+    from chalicelib.services.hooks import issue_secret
+
+    return {t["id"]: issue_secret() for t in document.get("triggers", [])
+            if t.get("type") == "webhook" and (previous.get(t["id"]) or {}).get("type") != "webhook"}
 
 
 def _bool_param(query: Mapping[str, str], name: str) -> bool:

@@ -27,6 +27,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.config import get_settings
+from chalicelib.triggers.traffic import LATENCY_BOUNDS
 
 _settings = get_settings()
 
@@ -167,9 +168,29 @@ class TriggersDue(GlobalSecondaryIndex):
     fire_at = NumberAttribute(range_key=True)
 
 
+class TriggersByMatch(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_match"
+        projection = AllProjection()
+
+    match_key = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+
+
+def match_key(account_id: str, trigger: dict) -> str | None:
+    """What an event or a traffic record finds a trigger by: its event type, or its
+    bucket. Other triggers have none (they stay out of the sparse index)."""
+    if trigger.get("type") == "event" and isinstance(trigger.get("event"), str):
+        return f"{account_id}#event#{trigger['event']}"
+    if trigger.get("type") in ("request", "error", "threshold") and isinstance(trigger.get("bucket_id"), str):
+        return f"{account_id}#bucket#{trigger['bucket_id']}"
+    return None
+
+
 class TriggerModel(Model):
     """A trigger of a workflow, kept as its own item so that it can fire without reading
-    the workflow: by id for inbound webhooks, by index for schedules and events."""
+    the workflow: by id for inbound webhooks, by index for schedules, thresholds, events
+    and traffic."""
 
     class Meta(_Meta):
         table_name = _settings.table_name("triggers")
@@ -185,12 +206,60 @@ class TriggerModel(Model):
 
     # Schedules: the next fire time (epoch seconds) while the schedule can fire, and its
     # shard, both absent otherwise (a sparse index); the last execution it started.
+    # Threshold triggers use the same index for their next evaluation.
     fire_at = NumberAttribute(null=True)
     due_shard = UnicodeAttribute(null=True)
     last_execution = JSONAttribute(null=True)
+    match_key = UnicodeAttribute(null=True)
+    # Inbound webhooks: the shared secret (never part of the workflow document).
+    secret = UnicodeAttribute(null=True)
+    # Threshold triggers: {in_breach, last_fired_at} between evaluations.
+    state = JSONAttribute(null=True)
 
     by_account = TriggersByAccount()
     due = TriggersDue()
+    by_match = TriggersByMatch()
+
+
+class BucketModel(Model):
+    """An API-traffic bucket (`bucket#<id>` in the workflows table)."""
+
+    class Meta(_WorkflowsTable):
+        pass
+
+    account_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    id = UnicodeAttribute()
+    document = JSONAttribute()
+
+
+class EventTypeModel(Model):
+    """A custom event type an account registered (`evtype#<name>` in the workflows table)."""
+
+    class Meta(_WorkflowsTable):
+        pass
+
+    account_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    document = JSONAttribute()
+
+
+class TrafficMinuteModel(Model):
+    """One bucket's traffic in one minute: counts, latency sum and histogram (`h0`..`hN`,
+    top-level so that one UpdateItem can ADD to each)."""
+
+    class Meta(_Meta):
+        table_name = _settings.table_name("traffic")
+
+    bucket_key = UnicodeAttribute(hash_key=True)  # <account>#<bucket>
+    minute = NumberAttribute(range_key=True)  # epoch seconds // 60
+    count = NumberAttribute(default=0)
+    errors = NumberAttribute(default=0)
+    duration_sum = NumberAttribute(default=0)
+    expires_at = TTLAttribute(null=True)
+    for _cell in range(len(LATENCY_BOUNDS) + 1):
+        vars()[f"h{_cell}"] = NumberAttribute(null=True)
+    del _cell
 
 
 class ExecutionsByStarted(GlobalSecondaryIndex):

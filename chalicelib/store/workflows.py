@@ -7,7 +7,7 @@ import functools
 import json
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Iterator
 
@@ -25,6 +25,7 @@ from chalicelib.store.models import (
     WorkflowRevisionModel,
     WorkflowStatsModel,
     due_shard,
+    match_key,
 )
 
 CATALOG_MAX_BYTES = 350_000  # below DynamoDB's 400 KB item limit, with room for keys
@@ -55,6 +56,8 @@ class WorkflowRecord:
 
     account_id: str
     document: dict[str, Any]
+    # The secrets of inbound-webhook triggers this write created: shown once, in its answer.
+    issued_secrets: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -183,15 +186,17 @@ class WorkflowRepository:
         previous: WorkflowRecord | None,
         expected_revision: int | None,
         fire_times: dict[str, int | None] | None = None,
+        secrets: dict[str, str] | None = None,
     ) -> WorkflowRecord:
         """Stores `document` as the next revision (the first when `previous` is None).
         `expected_revision` is the revision the change was computed from; a newer stored
-        revision raises StaleRevisionError."""
+        revision raises StaleRevisionError. `fire_times` are the new due times of triggers
+        (None: not due), `secrets` those of new inbound-webhook triggers."""
         for attempt in range(8):
             catalog = self.catalog(account_id)
             catalog.entries[document["id"]] = summary
             try:
-                self._write(account_id, document, catalog, previous, expected_revision, fire_times or {})
+                self._write(account_id, document, catalog, previous, expected_revision, fire_times or {}, secrets or {})
                 break
             except _CatalogConflict:
                 time.sleep(0.01 * (attempt + 1))
@@ -201,7 +206,7 @@ class WorkflowRepository:
         assert stored is not None
         return stored
 
-    def _write(self, account_id, document, catalog, previous, expected_revision, fire_times) -> None:
+    def _write(self, account_id, document, catalog, previous, expected_revision, fire_times, secrets) -> None:
         workflow_id = document["id"]
         new_revision = 1 if previous is None else expected_revision + 1
         stored_doc = _stored_document(document)
@@ -233,7 +238,7 @@ class WorkflowRepository:
                     steps.append("old_ref")
             tx.save(catalog.to_item())
             steps.append("catalog")
-            self._write_triggers(tx, steps, account_id, document, previous, fire_times)
+            self._write_triggers(tx, steps, account_id, document, previous, fire_times, secrets)
 
     @staticmethod
     def _fire_actions(trigger_id: str, fire_at: int | None) -> list:
@@ -241,24 +246,26 @@ class WorkflowRepository:
             return [TriggerModel.fire_at.remove(), TriggerModel.due_shard.remove()]
         return [TriggerModel.fire_at.set(fire_at), TriggerModel.due_shard.set(due_shard(trigger_id))]
 
-    def _write_triggers(self, tx, steps, account_id, document, previous, fire_times) -> None:
+    def _write_triggers(self, tx, steps, account_id, document, previous, fire_times, secrets) -> None:
         now = document["updated_at"]
         old = {t["id"]: t for t in (previous.document.get("triggers", []) if previous else [])}
         for trigger in document.get("triggers", []):
             spec = {k: v for k, v in trigger.items() if k not in ("id",)}
             timing = self._fire_actions(trigger["id"], fire_times[trigger["id"]]) if trigger["id"] in fire_times else []
+            key = match_key(account_id, trigger)
             if trigger["id"] in old:
                 if old[trigger["id"]] != trigger or timing:
                     tx.update(TriggerModel(trigger["id"]), actions=[
                         TriggerModel.spec.set(spec), TriggerModel.type.set(trigger["type"]),
                         TriggerModel.enabled.set(1 if trigger["enabled"] else 0), TriggerModel.updated_at.set(now),
-                    ] + timing)
+                        TriggerModel.match_key.set(key) if key else TriggerModel.match_key.remove(),
+                    ] + timing + ([TriggerModel.secret.set(secrets[trigger["id"]])] if trigger["id"] in secrets else []))
                     steps.append("trigger")
             else:
                 fire_at = fire_times.get(trigger["id"])
                 item = TriggerModel(trigger["id"], account_id=account_id, workflow_id=document["id"],
                                     type=trigger["type"], enabled=1 if trigger["enabled"] else 0, spec=spec,
-                                    created_at=now, updated_at=now)
+                                    created_at=now, updated_at=now, match_key=key, secret=secrets.get(trigger["id"]))
                 if fire_at is not None:
                     item.fire_at, item.due_shard = fire_at, due_shard(trigger["id"])
                 tx.save(item, condition=TriggerModel.id.does_not_exist())

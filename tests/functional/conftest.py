@@ -20,19 +20,18 @@ from chalicelib.provision import provision
 
 
 def reset_cached_clients() -> None:
+    from pynamodb.models import Model
+
     from chalicelib.store import models, workflows
     from chalicelib import wiring
 
-    for model in (models.AccountModel, models.ApiKeyModel, models.WorkflowModel, models.WorkflowRevisionModel,
-                  models.WorkflowRefModel, models.WorkflowCatalogModel, models.TriggerModel):
-        model._connection = None
-    for model in (models.ExecutionModel, models.StepRunModel, models.WorkflowStatsModel):
-        model._connection = None
+    for value in vars(models).values():
+        if isinstance(value, type) and issubclass(value, Model) and value is not Model:
+            value._connection = None
     workflows._connection.cache_clear()
-    for factory in (wiring.account_service, wiring.workflow_service, wiring.aws_client, wiring.runtime,
-                    wiring.execution_service, wiring.callbacks, wiring.schedules,
-                    wiring.schedule_views):
-        factory.cache_clear()
+    for value in vars(wiring).values():
+        if hasattr(value, "cache_clear") and value.__module__ == wiring.__name__:
+            value.cache_clear()
 
 
 class MotoGate:
@@ -177,15 +176,17 @@ def api(tenant) -> Api:
 
 
 @pytest.fixture(scope="module")
-def workers(chalice_client):
-    """The app's SQS handlers (step worker, delivery worker) polling their queues on
-    threads, as Lambda's event source mappings would; the tick is driven by each test."""
+def workers(chalice_client, aws):
+    """The app's SQS handlers (step worker, delivery worker) polling their queues and the
+    event router fed by the buses, on threads, as Lambda's event sources would; the tick
+    is driven by each test."""
     from app import app
-    from chalicelib.local import event_source_loops
+    from chalicelib.local import bus_rules, event_source_loops
 
     stop = threading.Event()
     loops = [loop for loop in event_source_loops(app, boto3.client("sqs"), "us-east-1", tick_seconds=3600,
-                                                 workers=2, stop=stop) if loop.name != "tick"]
+                                                 workers=2, stop=stop, events=boto3.client("events"),
+                                                 extra_event_rules=bus_rules(aws)) if loop.name != "tick"]
     for loop in loops:
         loop.start()
     yield loops

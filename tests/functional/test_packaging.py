@@ -45,7 +45,7 @@ def test_every_infra_resource_and_function_is_there(packaged):
     found = resources(packaged)
     assert set(load_template()["Resources"]) <= set(found)
     functions = {name for name, r in found.items() if r["Type"] == "AWS::Serverless::Function"}
-    assert functions == {"APIHandler", "StepWorker", "DeliveryWorker", "Tick"}
+    assert functions == {"APIHandler", "StepWorker", "DeliveryWorker", "Tick", "EventRouter"}
     api = found["APIHandler"]["Properties"]
     assert api["Environment"]["Variables"]["SLUICE_STAGE"] == "prod"
     assert api["Environment"]["Variables"]["SLUICE_ALLOW_PRIVATE_NETWORKS"] == "false"
@@ -54,7 +54,7 @@ def test_every_infra_resource_and_function_is_there(packaged):
 
 def test_functions_find_the_payload_bucket_and_sqs_workers_report_partial_failures(packaged):
     found = resources(packaged)
-    for name in ("APIHandler", "StepWorker", "DeliveryWorker", "Tick"):
+    for name in ("APIHandler", "StepWorker", "DeliveryWorker", "Tick", "EventRouter"):
         assert found[name]["Properties"]["Environment"]["Variables"]["SLUICE_PAYLOAD_BUCKET"] == {"Ref": "PayloadBucket"}
     for name in ("StepWorker", "DeliveryWorker"):
         source = found[name]["Properties"]["Events"][f"{name}SqsEventSource"]["Properties"]
@@ -69,12 +69,26 @@ def test_functions_find_the_payload_bucket_and_sqs_workers_report_partial_failur
 def test_each_function_has_its_own_least_privilege_role(packaged):
     found = resources(packaged)
     roles = {name: r for name, r in found.items() if r["Type"] == "AWS::IAM::Role"}
-    assert len(roles) == 4
+    assert len(roles) == 5
     documents = [role["Properties"]["Policies"][0]["PolicyDocument"] for role in roles.values()]
     actions = [{a for s in d["Statement"] for a in s["Action"]} for d in documents]
     assert all("dynamodb:Scan" not in a and "*" not in a for a in actions)
     delivery = policies.policy("prod", "delivery_worker")
     assert {a for s in delivery["Statement"] for a in s["Action"]}.isdisjoint({"dynamodb:PutItem", "dynamodb:UpdateItem"})
+
+
+def test_the_event_router_hears_s3_documents_on_the_default_bus_and_everything_on_the_sluice_bus(packaged):
+    found = resources(packaged)
+    s3_rule = found["EventRouter"]["Properties"]["Events"]["EventRouterEvent"]["Properties"]
+    assert s3_rule["Pattern"]["source"] == ["aws.s3"]
+    assert s3_rule["Pattern"]["detail"]["object"] == {"key": [{"prefix": "documents/"}]}
+    assert s3_rule["Pattern"]["detail"]["bucket"] == {"name": [{"prefix": "sluice-prod-payloads-"}]}
+    bus_rule = found["EventRouterBusRule"]["Properties"]
+    assert bus_rule["EventBusName"] == {"Ref": "EventBus"}
+    assert bus_rule["Targets"] == [{"Id": "event-router", "Arn": {"Fn::GetAtt": ["EventRouter", "Arn"]}}]
+    permission = found["EventRouterBusPermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "EventRouter"}
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["EventRouterBusRule", "Arn"]}
 
 
 def test_the_committed_policies_are_the_generated_ones():

@@ -97,6 +97,7 @@ class TestProvisionedAccount:
                 "TriggersTable": f"{PREFIX}-triggers",
                 "ExecutionsTable": f"{PREFIX}-executions",
                 "StepRunsTable": f"{PREFIX}-step-runs",
+                "TrafficTable": f"{PREFIX}-traffic",
             },
             queues={
                 "StepDeadLetterQueue": queue_url(f"{PREFIX}-steps-dlq"),
@@ -135,8 +136,18 @@ class TestProvisionedAccount:
             (
                 "triggers",
                 [{"AttributeName": "id", "KeyType": "HASH"}],
-                {"id": "S", "account_id": "S", "workflow_id": "S", "due_shard": "S", "fire_at": "N"},
-                [by_account_index("account_id", "workflow_id"), index("due", "due_shard", "fire_at", "ALL")],
+                {"id": "S", "account_id": "S", "workflow_id": "S", "due_shard": "S", "fire_at": "N", "match_key": "S"},
+                [by_account_index("account_id", "workflow_id"), index("due", "due_shard", "fire_at", "ALL"),
+                 index("by_match", "match_key", "id", "ALL")],
+            ),
+            (
+                "traffic",
+                [
+                    {"AttributeName": "bucket_key", "KeyType": "HASH"},
+                    {"AttributeName": "minute", "KeyType": "RANGE"},
+                ],
+                {"bucket_key": "S", "minute": "N"},
+                [],
             ),
             (
                 "executions",
@@ -197,6 +208,7 @@ class TestProvisionedAccount:
             f"{PREFIX}-triggers": {"TimeToLiveStatus": "DISABLED"},
             f"{PREFIX}-executions": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
             f"{PREFIX}-step-runs": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
+            f"{PREFIX}-traffic": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
         }
 
     @pytest.mark.parametrize(
