@@ -173,8 +173,10 @@ class EventDriver:
         received = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                             WaitTimeSeconds=wait_seconds).get("Messages", [])
         for message in received:
+            event = json.loads(message["Body"])
+            event.setdefault("account", FAKE_ACCOUNT)  # EventBridge sends it; moto leaves it out
             try:
-                self.handler(json.loads(message["Body"]), _context(self.name))
+                self.handler(event, _context(self.name))
             except Exception:
                 # Lambda retries an asynchronous event twice, then drops it.
                 logging.getLogger("sluice.local").exception("%s raised", self.name)

@@ -182,8 +182,10 @@ class ThresholdEvaluator:
         state = dict(item.state or {})
         bucket_id = spec["bucket_id"]
         minute = int(now // 60)
+        # A window of N minutes is the N whole minutes before this one; the current
+        # minute counts from the next evaluation on, once it is complete.
         metric = breach(spec["conditions"], lambda window: window_metrics(
-            self.traffic.window(item.account_id, bucket_id, minute - window + 1, minute)))
+            self.traffic.window(item.account_id, bucket_id, minute - window, minute - 1)))
         execution_id = None
         if metric is None:
             state["announced"] = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from pynamodb.exceptions import DoesNotExist
@@ -40,7 +40,7 @@ class TrafficRepository:
     whatever the number of records in it."""
 
     def add(self, account_id: str, bucket_id: str, minutes: dict[int, dict[str, Any]]) -> int:
-        expires = int(time.time()) + AGGREGATE_RETENTION
+        expires = datetime.now(timezone.utc) + timedelta(seconds=AGGREGATE_RETENTION)
         for minute, entry in minutes.items():
             actions = [
                 TrafficMinuteModel.count.add(entry["count"]),

@@ -160,7 +160,8 @@ def normalize_record(raw: Any, now: float) -> tuple[dict[str, Any] | None, list[
         problems.append({"field": "timestamp", "message": "must be within the last 24 hours"})
     parts = {}
     for part in ("request", "response"):
-        value = raw.get(part) or {}
+        value = raw.get(part)
+        value = {} if value is None else value
         if not isinstance(value, dict):
             problems.append({"field": part, "message": "must be an object"})
         parts[part] = value if isinstance(value, dict) else {}
