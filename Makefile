@@ -33,6 +33,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/api_local.py
 	$(BIN)/python bench/engine_cost.py
+	$(BIN)/python bench/tick_scale.py
+	$(BIN)/python bench/traffic_ingest.py
 
 # The deployable CloudFormation: chalice's functions and API merged with infra/.
 package: $(STAMP)

@@ -79,3 +79,50 @@ def test_a_workflow_runs_end_to_end_through_the_local_workers(runtime, http):
     assert ex["result"] == {"total": 10, "n": 7}
     join = next(s for s in ex["steps"] if s["name"] == "join")
     assert (join["attempts"], len(join["attempt_log"])) == (1, 1)
+
+
+def _succeeded(http, base, workflow_id, count=1):
+    import time
+
+    for _ in range(200):
+        runs = http.get(f"{base}/workflows/{workflow_id}/executions").json()["data"]
+        if len(runs) >= count and all(r["status"] == "succeeded" for r in runs):
+            return runs
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} succeeded execution(s) of {workflow_id}")
+
+
+def test_an_inbound_webhook_over_http_with_a_form_body_and_a_signature(runtime, http):
+    import hashlib
+    import hmac
+
+    base = f"{runtime.base_url}/api/v1"
+    wf = http.post(f"{base}/workflows", json={"name": "Form hook", "triggers": [{"type": "webhook"}], "definition": {
+        "steps": [{"name": "say", "action": "core.echo", "input": {"who": "{{ trigger.data.body.name }}"}}]}}).json()["data"]
+    hook = wf["triggers"][0]
+    body = b"name=Ada&plan=pro"
+    signature = "sha256=" + hmac.new(hook["secret"].encode(), body, hashlib.sha256).hexdigest()
+    reply = requests.post(runtime.base_url + hook["url"], data=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Sluice-Signature": signature})
+    assert reply.status_code == 202, reply.text
+    [run] = _succeeded(http, base, wf["id"])
+    assert http.get(f"{base}/executions/{run['id']}").json()["data"]["steps"][0]["output"] == {"who": "Ada"}
+    assert requests.post(runtime.base_url + hook["url"], data=body).status_code == 401
+
+
+def test_an_event_put_on_the_bus_reaches_its_trigger(runtime, http):
+    import json
+
+    import boto3
+
+    base = f"{runtime.base_url}/api/v1"
+    wf = http.post(f"{base}/workflows", json={"name": "On invoice", "definition": {"steps": [
+        {"name": "say", "action": "core.echo", "input": {"amount": "{{ event.data.amount }}"}}]},
+        "triggers": [{"type": "event", "event": "invoice.paid", "filters": {"amount": {"gt": 10}}}]}).json()["data"]
+    events = boto3.client("events", endpoint_url=runtime.aws_url, region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="x")
+    # No account resource: the event belongs to the deployment's own account (the printed key's).
+    events.put_events(Entries=[{"EventBusName": "sluice-local", "Source": "billing", "DetailType": "invoice.paid",
+                                "Detail": json.dumps({"amount": 42})}])
+    [run] = _succeeded(http, base, wf["id"])
+    assert run["triggered_by"] == "event"
