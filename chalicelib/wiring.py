@@ -42,7 +42,7 @@ def runtime():
         executions=ExecutionRepository(), workflows=workflow_service().repository,
         payloads=PayloadStore(aws_client("s3"), settings.payload_bucket),
         steps=Queue(sqs, settings.table_name("steps")), deliveries=Queue(sqs, settings.table_name("deliveries")),
-        settings=settings,
+        settings=settings, integrations=integration_service(),
     )
 
 
@@ -120,3 +120,11 @@ def event_service():
     from chalicelib.store.event_types import EventTypeRepository
 
     return EventService(trigger_starter(), EventTypeRepository())
+
+
+@functools.lru_cache(maxsize=1)
+def integration_service():
+    from chalicelib.services.integrations import IntegrationService
+    from chalicelib.store.integrations import IntegrationRepository
+
+    return IntegrationService(IntegrationRepository())

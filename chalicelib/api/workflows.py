@@ -11,19 +11,19 @@ from chalicelib.errors import NotFoundError
 from chalicelib.paging import PageRequest, paginate
 from chalicelib.services.workflow_document import status_of
 from chalicelib.store.workflows import WorkflowRecord
-from chalicelib.wiring import runtime, workflow_service
+from chalicelib.wiring import integration_service, runtime, workflow_service
 
 bp = Blueprint(__name__)
 TAG = "workflows"
 
 
-def present(document: dict[str, Any]) -> dict[str, Any]:
+def present(document: dict[str, Any], account_id: str) -> dict[str, Any]:
     """A workflow as the API shows it: with its derived status and, for each integration
-    it names, whether the account has it (no integration store exists yet, so a named
-    integration is `missing` until one can be created)."""
+    it names, whether the account has it (`connected`) or not (`missing`)."""
     view = {k: v for k, v in document.items() if k != "updated_by"}
     view["status"] = status_of(document)
-    view["integrations"] = [dict(item, status="missing") for item in document.get("integrations", [])]
+    if document.get("integrations"):
+        view["integrations"] = integration_service().resolver(account_id).statuses(document)
     return view
 
 
@@ -40,7 +40,7 @@ def _with_hook(trigger: dict[str, Any], issued: dict[str, str]) -> dict[str, Any
 
 
 def _one(record: WorkflowRecord, *, message: str | None = None, status: int = 200):
-    view = present(record.document)
+    view = present(record.document, record.account_id)
     if any(t.get("type") == "schedule" for t in view.get("triggers", [])):
         state = workflow_service().schedule_state(record.account_id, record.id)
         view["triggers"] = [dict(t, **state.get(t["id"], {})) if t.get("type") == "schedule" else t
@@ -126,7 +126,7 @@ def list_versions(request: ApiRequest, id_or_ref: str):
 @endpoint(bp, "/workflows/{id_or_ref}/versions/{revision}", "GET", scope="read", tag=TAG,
           summary="Get the workflow document as it was at a revision")
 def get_version(request: ApiRequest, id_or_ref: str, revision: str):
-    return ok(present(workflow_service().version(request.account_id, id_or_ref, revision)))
+    return ok(present(workflow_service().version(request.account_id, id_or_ref, revision), request.account_id))
 
 
 @endpoint(bp, "/packs", "GET", scope="read", tag="packs", summary="List the packs that hold workflows")

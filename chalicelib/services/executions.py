@@ -13,7 +13,6 @@ from chalicelib.errors import (
     ExecutionNotFoundError,
     ForbiddenError,
     ExecutionTimeoutError,
-    IntegrationMissingError,
     InvalidParametersError,
     InvalidStateError,
     NotFoundError,
@@ -89,11 +88,8 @@ class ExecutionService:
         workflow = self.workflows.get(account_id, id_or_ref).document
         if not workflow["enabled"]:
             raise InvalidStateError(f"workflow '{workflow['ref']}' is disabled: activate it to run it")
-        # No integration can be stored yet, so a required one is always missing.
-        missing = [i["id"] for i in workflow.get("integrations", []) if i.get("required")]
-        if missing:
-            raise IntegrationMissingError(f"required integration '{missing[0]}' is not configured",
-                                          [detail("integrations", f"'{i}' is missing") for i in missing])
+        if any(i.get("required") for i in workflow.get("integrations", [])):
+            self.runtime.integrations.require(account_id, workflow)
         return workflow
 
     def execute(self, account_id: str, id_or_ref: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -110,8 +110,10 @@ def _state(item: ExecutionModel, steps: dict[str, StepRunModel]) -> State:
 
 class Runtime:
     def __init__(self, *, executions: ExecutionRepository, workflows: WorkflowRepository, payloads: PayloadStore,
-                 steps: Queue, deliveries: Queue, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+                 steps: Queue, deliveries: Queue, settings: Settings, integrations: Any,
+                 clock: Callable[[], float] = time.time) -> None:
         self.executions = executions
+        self.integrations = integrations  # services.integrations.IntegrationService
         self.workflows = workflows
         self.payloads = payloads
         self.step_queue = steps
@@ -276,7 +278,14 @@ class Runtime:
             attempt=attempt, timeout=step.timeout, allow_private_networks=self.settings.allow_private_networks,
             now=self.clock,
         )
-        outcome = run_attempt(step, attempt, previous, context, action_context)
+        defaults = None
+        if step.integration:
+            integration = self.integrations.resolver(loaded.account_id).find(step.integration)
+            if integration is None:
+                failed = AttemptFailed(name, "INTEGRATION_MISSING", f"integration '{step.integration}' is not configured")
+                return self._record(loaded, name, failed, token=token, attempt_started=now)
+            defaults = integration.get("config") or {}
+        outcome = run_attempt(step, attempt, previous, context, action_context, defaults=defaults)
         fields = {"input": outcome.input}
         if outcome.approval is not None:
             fields["approval"] = outcome.approval
@@ -537,8 +546,9 @@ class Runtime:
             return "INVALID_INPUT", error.message
         if not workflow["enabled"]:
             return "INVALID_STATE", f"workflow '{workflow['ref']}' is disabled"
-        if any(i.get("required") for i in workflow.get("integrations", [])):
-            return "INTEGRATION_MISSING", f"workflow '{workflow['ref']}' requires an integration that is not configured"
+        missing = self.integrations.resolver(loaded.account_id).missing(workflow)
+        if missing:
+            return "INTEGRATION_MISSING", f"workflow '{workflow['ref']}' requires integration '{missing[0]}', not configured"
         if workflow.get("param_schema") is not None:
             problems = value_problems(workflow["param_schema"], child.parameters, "parameters")
             if problems:

@@ -59,7 +59,10 @@ def run_attempt(
     record: dict[str, Any],
     context: dict[str, Any],
     action_context: ActionContext,
+    defaults: dict[str, Any] | None = None,
 ) -> Outcome:
+    """`defaults` (the config of the step's integration) fill in what the rendered input
+    does not give."""
     fresh = record.get("status") in (None, StepStatus.PENDING.value)  # first run, or reset by a redrive
     if not record.get("approved"):
         # A redrive resets the approval: a rejected step must not run again without one.
@@ -77,6 +80,8 @@ def run_attempt(
         rendered = render_value(step.input, context)
     except TemplateError as error:
         return _failed(step.name, error)
+    if defaults and isinstance(rendered, dict):
+        rendered = {**defaults, **rendered}
     problems = input_problems(step.action, rendered)
     if problems:
         return Outcome(AttemptFailed(step.name, "INVALID_INPUT", "; ".join(problems)), rendered)

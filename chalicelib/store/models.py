@@ -233,6 +233,18 @@ class BucketModel(Model):
     document = JSONAttribute()
 
 
+class IntegrationModel(Model):
+    """A connection to an outside service (`int#<id>` in the workflows table); its config
+    holds secrets, which only the step that uses it ever sees unmasked."""
+
+    class Meta(_WorkflowsTable):
+        pass
+
+    account_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    document = JSONAttribute()
+
+
 class EventTypeModel(Model):
     """A custom event type an account registered (`evtype#<name>` in the workflows table)."""
 
