@@ -26,6 +26,8 @@ class Settings:
     bootstrap_key: str | None
     bootstrap_key_parameter: str | None
     bootstrap_account_name: str
+    email_from: str | None  # email.send's default sender (an SES-verified identity)
+    actions_role_arn: str | None  # the role aws.* actions assume when a step names none
 
     def table_name(self, suffix: str) -> str:
         return f"sluice-{self.stage}-{suffix}"
@@ -45,4 +47,6 @@ def get_settings() -> Settings:
         bootstrap_key=os.environ.get("SLUICE_BOOTSTRAP_KEY") or None,
         bootstrap_key_parameter=os.environ.get("SLUICE_BOOTSTRAP_KEY_PARAMETER") or None,
         bootstrap_account_name=os.environ.get("SLUICE_BOOTSTRAP_ACCOUNT", "local"),
+        email_from=os.environ.get("SLUICE_EMAIL_FROM") or None,
+        actions_role_arn=os.environ.get("SLUICE_ACTIONS_ROLE_ARN") or None,
     )

@@ -43,7 +43,13 @@ def policy(stage: str, function: str) -> dict:
             _statement("Payloads", ["s3:GetObject", "s3:PutObject"], payloads),
         ]
     if function == "step_worker":
-        statements.append(_statement("ConsumeSteps", CONSUME, [queue("steps")]))
+        statements += [
+            _statement("ConsumeSteps", CONSUME, [queue("steps")]),
+            # email.send: from the deployment's verified identities.
+            _statement("SendEmail", ["ses:SendEmail", "ses:SendRawEmail"], ["arn:*:ses:*:*:identity/*"]),
+            # aws.* actions run as a role the step or the deployment names, never as this one.
+            _statement("ActAsActionRoles", ["sts:AssumeRole"], ["arn:*:iam::*:role/*"]),
+        ]
     if function == "api_handler":
         statements.append(_statement("OperatorKey", ["ssm:GetParameter"], [f"arn:*:ssm:*:*:parameter/sluice/{stage}/*"]))
     return {"Version": "2012-10-17", "Statement": statements}

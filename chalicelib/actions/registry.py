@@ -55,9 +55,9 @@ class ActionRegistry:
 
 
 def _build() -> ActionRegistry:
-    from chalicelib.actions import core
+    from chalicelib.actions import aws, core, saas
 
-    return ActionRegistry(core.SPECS)
+    return ActionRegistry(core.SPECS + saas.SPECS + aws.SPECS)
 
 
 REGISTRY = _build()
