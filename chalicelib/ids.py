@@ -49,5 +49,10 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def epoch_iso(seconds: float) -> str:
+    """`iso` of a Unix time."""
+    return iso(datetime.fromtimestamp(seconds, timezone.utc))
+
+
 def now_iso() -> str:
     return iso(utc_now())

@@ -24,7 +24,8 @@ from chalicelib.errors import (
 from chalicelib.ids import is_id
 from chalicelib.services.accounts import Caller
 from chalicelib.services.execution_views import execution_view, step_views
-from chalicelib.services.runtime import MAX_LIFETIME, WATCHDOG, Loaded, Runtime, _iso
+from chalicelib.ids import epoch_iso
+from chalicelib.services.runtime import MAX_LIFETIME, WATCHDOG, Loaded, Runtime
 from chalicelib.services.workflows import WorkflowService
 from chalicelib.store.executions import ExecutionRepository
 from chalicelib.store.models import ExecutionModel, StepRunModel
@@ -74,7 +75,7 @@ class ExecutionService:
             parameters = body.get("trigger_data") or {}
         if not isinstance(parameters, dict):
             raise InvalidParametersError("parameters must be a JSON object", [detail("parameters", "must be an object")])
-        size = len(json.dumps(parameters, separators=(",", ":")).encode())
+        size = len(json.dumps(parameters, separators=(",", ":"), ensure_ascii=False).encode())
         if size > PARAMETERS_LIMIT:
             raise PayloadTooLargeError(f"the parameters are {size} bytes; the limit is 256 KB")
         schema = workflow.get("param_schema")
@@ -296,7 +297,7 @@ class ExecutionService:
             problems = value_problems(approval["schema"], response, "response")
             if problems:
                 raise ValidationError(f"{problems[0]['field']}: {problems[0]['message']}", problems)
-        approval.update(decision="approved", decided_by=by, comment=comment, decided_at=_iso(self.runtime.clock()))
+        approval.update(decision="approved", decided_by=by, comment=comment, decided_at=epoch_iso(self.runtime.clock()))
         event = ApprovalGiven(name, response=response, run_action=not approval.get("inquiry"))
         if not self.runtime.apply_external(loaded, name, event, expect=(StepStatus.WAITING_APPROVAL.value,),
                                            fields={"approval": approval}):
@@ -311,7 +312,7 @@ class ExecutionService:
         if comment is not None and not isinstance(comment, str):
             raise ValidationError.for_field("comment", "must be a string")
         approval = dict(step.approval or {}, decision="rejected", decided_by=by, comment=comment,
-                        decided_at=_iso(self.runtime.clock()))
+                        decided_at=epoch_iso(self.runtime.clock()))
         message = f"rejected: {comment}" if comment else "the approval was rejected"
         if not self.runtime.apply_external(loaded, name, ApprovalRefused(name, message=message),
                                            expect=(StepStatus.WAITING_APPROVAL.value,), fields={"approval": approval}):

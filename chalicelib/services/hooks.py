@@ -72,13 +72,18 @@ class InboundWebhooks:
     def __init__(self, starter: TriggerStarter) -> None:
         self.starter = starter
 
+    @staticmethod
+    def _find(trigger_id: str) -> TriggerModel | None:
+        """A strongly consistent read: a rotated secret stops working at once."""
+        if not is_id(trigger_id, "trg"):
+            return None
+        try:
+            return TriggerModel.get(trigger_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
     def _trigger(self, trigger_id: str) -> TriggerModel:
-        item = None
-        if is_id(trigger_id, "trg"):
-            try:
-                item = TriggerModel.get(trigger_id)
-            except DoesNotExist:
-                pass
+        item = self._find(trigger_id)
         if item is None or item.type != "webhook":
             raise NotFoundError(f"no inbound webhook '{trigger_id}'", [detail("trigger_id", trigger_id)])
         return item
@@ -106,10 +111,7 @@ class InboundWebhooks:
 
     def rotate(self, account_id: str, workflow_id: str, trigger_id: str) -> dict[str, str]:
         """Replaces the trigger's secret; the old one stops working at once."""
-        try:
-            item = TriggerModel.get(trigger_id) if is_id(trigger_id, "trg") else None
-        except DoesNotExist:
-            item = None
+        item = self._find(trigger_id)
         if item is None or item.account_id != account_id or item.workflow_id != workflow_id:
             raise NotFoundError(f"workflow {workflow_id} has no trigger '{trigger_id}'", [detail("trigger_id", trigger_id)])
         if item.type != "webhook":

@@ -9,7 +9,7 @@ import functools
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from chalicelib.actions.base import ActionContext, StartChild
@@ -35,7 +35,7 @@ from chalicelib.engine.machine import (
 )
 from chalicelib.engine.plan import ExecutionStatus, Plan, StepStatus, compile_plan
 from chalicelib.engine.templating import TemplateError
-from chalicelib.ids import iso, new_id
+from chalicelib.ids import epoch_iso, new_id
 from chalicelib.logs import logger
 from chalicelib.secrets import mask_secrets
 from chalicelib.services.context import template_context
@@ -58,10 +58,6 @@ ENDED_CHECK_SECONDS = 1.0  # how often an in-process chain re-reads its executio
 
 def _epoch(moment: str) -> float:
     return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
-
-
-def _iso(epoch: float) -> str:
-    return iso(datetime.fromtimestamp(epoch, timezone.utc))
 
 
 @dataclass
@@ -180,14 +176,16 @@ class Runtime:
         first steps. Parameters must already be valid."""
         now = self.clock()
         execution_id = execution_id or new_id("ex")
-        started_at = _iso(now)
+        started_at = epoch_iso(now)
         document, plan = self._revision(account_id, workflow["id"], int(workflow["revision"]))
         inline, ref = self.payloads.pack(f"executions/{account_id}/{execution_id}/parameters.json", parameters)
+        trigger, trigger_ref = self.payloads.pack(f"executions/{account_id}/{execution_id}/trigger.json", trigger)
         deadline = now + (timeout_seconds if timeout_seconds else MAX_LIFETIME)
         item = ExecutionModel(
             account_id, execution_id, workflow_id=workflow["id"], workflow_key=f"{account_id}#{workflow['id']}",
             workflow_ref=workflow["ref"], workflow_name=workflow["name"], workflow_revision=int(workflow["revision"]),
             status=ExecutionStatus.QUEUED.value, triggered_by=triggered_by, trigger_id=trigger_id, trigger=trigger,
+            trigger_ref=trigger_ref,
             redrive_count=0, parameters=inline, parameters_ref=ref, variables=dict(plan.variables),
             started_at=started_at, started_key=f"{started_at}#{execution_id}", deadline_at=int(deadline),
             parent_execution_id=parent[0] if parent else None, parent_step=parent[1] if parent else None,
@@ -264,7 +262,7 @@ class Runtime:
         token = uuid.uuid4().hex
         lease_until = now + step.timeout + LEASE_GRACE
         if not self.executions.claim(loaded.account_id, loaded.id, name, attempt=attempt, token=token,
-                                     lease_until=lease_until, now=now, action=step.action, started_at=_iso(now)):
+                                     lease_until=lease_until, now=now, action=step.action, started_at=epoch_iso(now)):
             return None
         self._touch(loaded, lease_until)
         previous = loaded.state.record(name)
@@ -362,7 +360,7 @@ class Runtime:
         finished = status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED)
         step_item = loaded.steps.get(name)
         if finished:
-            writes["completed_at"] = _iso(now)
+            writes["completed_at"] = epoch_iso(now)
             if step_item is not None and step_item.started_at:
                 first_start = _epoch(step_item.started_at)
             else:
@@ -375,8 +373,8 @@ class Runtime:
             else:
                 log = list(step_item.attempt_log or []) if step_item is not None else []
             log.append({
-                "attempt": record["attempt"], "status": status.value, "started_at": _iso(attempt_started),
-                "completed_at": _iso(now), "duration_ms": int(round((now - attempt_started) * 1000)),
+                "attempt": record["attempt"], "status": status.value, "started_at": epoch_iso(attempt_started),
+                "completed_at": epoch_iso(now), "duration_ms": int(round((now - attempt_started) * 1000)),
                 "error": record.get("error") if status in (StepStatus.FAILED, StepStatus.RETRYING) else None,
             })
             writes["attempt_log"] = log
@@ -597,7 +595,7 @@ class Runtime:
         now = self.clock()
         state, _ = apply(loaded.plan, loaded.state, CompensationFinished(name, ok, error), now)
         record = state.records[name]
-        writes = [StepRunModel.compensation.set(dict(record["compensation"], completed_at=_iso(now))),
+        writes = [StepRunModel.compensation.set(dict(record["compensation"], completed_at=epoch_iso(now))),
                   StepRunModel.status.set(record["status"])]
         if not self.executions.update_if(item, writes, StepRunModel.compensation == claim):
             return
@@ -622,6 +620,16 @@ class Runtime:
                 outputs[name] = loaded.payloads[ref]
         return outputs
 
+    def _trigger(self, loaded: Loaded) -> dict[str, Any] | None:
+        """What fired the execution; a large one (a traffic record with its bodies, say)
+        lives in the payload bucket and is read once per loaded execution."""
+        ref = loaded.item.trigger_ref
+        if ref is None:
+            return loaded.item.trigger
+        if ref not in loaded.payloads:
+            loaded.payloads[ref] = self.payloads.load(None, ref)
+        return loaded.payloads[ref]
+
     def context(self, loaded: Loaded, step: str | None = None) -> dict[str, Any]:
         item = loaded.item
         return template_context(
@@ -629,8 +637,8 @@ class Runtime:
             parameters=self.payloads.load(item.parameters, item.parameters_ref) or {},
             variables=variables(item.variables or {}, loaded.state),
             execution={"id": item.id, "started_at": item.started_at}, workflow=loaded.workflow,
-            trigger=item.trigger, account_id=item.account_id, environment=self.settings.stage,
-            now=_iso(self.clock()), step=step,
+            trigger=self._trigger(loaded), account_id=item.account_id, environment=self.settings.stage,
+            now=epoch_iso(self.clock()), step=step,
         )
 
     def _result(self, loaded: Loaded) -> Any:
@@ -659,7 +667,7 @@ class Runtime:
                 status, error = ExecutionStatus.FAILED, {"code": "OUTPUT_VALIDATION_ERROR", "message": str(problem)}
         inline, ref = self.payloads.pack(f"executions/{item.account_id}/{item.id}/result.json", result)
         duration_ms = int(round((now - _epoch(item.started_at)) * 1000))
-        completed_at = _iso(now)
+        completed_at = epoch_iso(now)
         if not self.executions.finish(item, status=status.value, completed_at=completed_at, duration_ms=duration_ms,
                                       result=inline, result_ref=ref, error=error,
                                       retention_days=int(loaded.workflow.get("retention_days", 30))):
@@ -712,7 +720,7 @@ class Runtime:
     def cancel(self, loaded: Loaded, event: CancelRequested) -> bool:
         state, commands = apply(loaded.plan, loaded.state, event, self.clock())
         finish = next(c for c in commands if isinstance(c, FinishExecution))
-        if not self.executions.finish(loaded.item, status=finish.status.value, completed_at=_iso(self.clock()),
+        if not self.executions.finish(loaded.item, status=finish.status.value, completed_at=epoch_iso(self.clock()),
                                       duration_ms=int(round((self.clock() - _epoch(loaded.item.started_at)) * 1000)),
                                       result=None, result_ref=None, error=finish.error,
                                       retention_days=int(loaded.workflow.get("retention_days", 30))):
@@ -723,7 +731,7 @@ class Runtime:
                     before = loaded.state.record(name)["status"]
                     self.executions.record(loaded.account_id, loaded.id, name, None, {
                         "status": StepStatus.CANCELLED.value, "error": state.records[name]["error"],
-                        "completed_at": _iso(self.clock()), "wake_at": None, "next_attempt_at": None,
+                        "completed_at": epoch_iso(self.clock()), "wake_at": None, "next_attempt_at": None,
                     }, expect_status=(before,))
         for name, item in loaded.steps.items():
             if item.status != "running":
@@ -731,7 +739,7 @@ class Runtime:
             # Revoking the lease: the worker's result can no longer be recorded, and its
             # chain stops. A child execution is cancelled with its parent.
             self.executions.record(loaded.account_id, loaded.id, name, None, {
-                "status": StepStatus.CANCELLED.value, "error": finish.error, "completed_at": _iso(self.clock()),
+                "status": StepStatus.CANCELLED.value, "error": finish.error, "completed_at": epoch_iso(self.clock()),
                 "lease_token": None, "lease_until": None,
             }, expect_status=("running",))
             if item.child_execution_id:
@@ -740,7 +748,7 @@ class Runtime:
                     self.cancel(child, event)
         loaded.item.status = finish.status.value
         self.workflows.record_run(loaded.account_id, loaded.item.workflow_id, succeeded=False, failed=False,
-                                  duration_ms=None, finished_at=_iso(self.clock()))
+                                  duration_ms=None, finished_at=epoch_iso(self.clock()))
         return True
 
     def reconcile(self, account_id: str, execution_id: str) -> None:

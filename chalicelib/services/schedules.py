@@ -9,9 +9,10 @@ from typing import Any, Callable, Iterator
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib.ids import derived_id, iso
+from chalicelib.ids import epoch_iso
 from chalicelib.logs import logger
-from chalicelib.services.triggering import TriggerStarter
+from chalicelib.errors import SluiceError
+from chalicelib.services.triggering import NotStartable, TriggerStarter
 from chalicelib.store.models import DUE_SHARDS, TriggerModel, due_shard
 from chalicelib.triggers.schedules import TIMING_FIELDS, ScheduleError, compile_schedule
 
@@ -99,32 +100,37 @@ class ScheduleFirer:
         spec = dict(item.spec)
         created = datetime.fromisoformat(item.created_at.replace("Z", "+00:00")).timestamp()
         following = next_fire(spec, after=max(now, scheduled), created=created)
-        execution_id = derived_id("ex", f"{item.id}:{scheduled}")
-        started = self._start(item, spec, scheduled, now, execution_id)
+        execution_id = self._start(item, spec, scheduled, now)
         if following:
             actions = [TriggerModel.fire_at.set(following), TriggerModel.due_shard.set(due_shard(item.id))]
         else:
             actions = [TriggerModel.fire_at.remove(), TriggerModel.due_shard.remove()]
-        if started:
+        if execution_id:
             actions.append(TriggerModel.last_execution.set(
-                {"execution_id": execution_id, "status": "queued", "started_at": iso(_utc(now)), "completed_at": None}))
+                {"execution_id": execution_id, "status": "queued", "started_at": epoch_iso(now), "completed_at": None}))
         try:
             item.update(actions=actions, condition=TriggerModel.fire_at == scheduled)
         except UpdateError as error:
             if error.cause_response_code != "ConditionalCheckFailedException":
                 raise
             return None  # another tick moved it on
-        return execution_id if started else None
+        return execution_id
 
-    def _start(self, item: TriggerModel, spec: dict, scheduled: int, now: float, execution_id: str) -> bool:
+    def _start(self, item: TriggerModel, spec: dict, scheduled: int, now: float) -> str | None:
         if spec.get("overlap_policy") == "skip" and item.last_execution:
             last = self.runtime.executions.get(item.account_id, item.last_execution["execution_id"])
             if last is not None and last.status in ACTIVE:
                 logger.info("schedule skipped: the previous run is still going", extra={"trigger_id": item.id})
-                return False
-        data = {"schedule_id": item.id, "name": spec.get("name"), "scheduled_time": iso(_utc(scheduled)),
-                "fired_at": iso(_utc(now))}
+                return None
+        data = {"schedule_id": item.id, "name": spec.get("name"), "scheduled_time": epoch_iso(scheduled),
+                "fired_at": epoch_iso(now)}
         names = self.starter.bucket_names(item.account_id, spec.get("bucket_id"))
-        started = self.starter.try_start(item.account_id, item.workflow_id, item.id, spec, kind="schedule",
-                                         data=data, names=names, firing=str(scheduled))
-        return started == execution_id
+        # A storage error propagates: the fire time stays, and the next tick tries again.
+        try:
+            return self.starter.start(item.account_id, item.workflow_id, item.id, spec, kind="schedule", data=data,
+                                      names=names, firing=str(scheduled))
+        except NotStartable as reason:
+            logger.info("schedule not fired", extra={"trigger_id": item.id, "reason": str(reason)})
+        except SluiceError as error:
+            logger.warning("schedule not fired: bad parameters", extra={"trigger_id": item.id, "error": error.message})
+        return None

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError, detail
-from chalicelib.ids import is_id, iso, new_id, now_iso
+from chalicelib.ids import epoch_iso, is_id, new_id, now_iso
 from chalicelib.logs import logger
 from chalicelib.triggers.traffic import (
     aggregate,
@@ -131,34 +131,44 @@ class TrafficIngest:
             if record is None:
                 rejected.append({"index": index, "details": problems})
             else:
-                accepted.append(record)
-        if accepted:
-            self.traffic.add(account_id, bucket_id, aggregate(accepted))
-        executions = self._fire(account_id, bucket, accepted) if accepted else []
+                accepted.append((index, record))
+        if not accepted:
+            return {"accepted": 0, "rejected": rejected, "execution_ids": []}
+        self.traffic.add(account_id, bucket_id, aggregate(record for _, record in accepted))
+        batch = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        executions = self._fire(account_id, bucket, accepted, batch)
         return {"accepted": len(accepted), "rejected": rejected, "execution_ids": executions}
 
-    def _fire(self, account_id: str, bucket: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
-        """Request and error triggers, matched in memory against every record."""
+    def _fire(self, account_id: str, bucket: dict[str, Any], records: list[tuple[int, dict[str, Any]]],
+              batch: str) -> list[str]:
+        """Request and error triggers, matched in memory against every record. Each
+        workflow is read once per batch. A firing's execution id derives from (batch,
+        record index): the same batch sent again starts nothing new."""
+        from chalicelib.services.triggering import NotStartable
         from chalicelib.store.models import TriggerModel, match_key
 
         key = match_key(account_id, {"type": "request", "bucket_id": bucket["id"]})
-        triggers = [item for item in TriggerModel.by_match.query(key)
-                    if item.type in ("request", "error") and item.enabled]
+        triggers = []
+        for item in TriggerModel.by_match.query(key):
+            if item.type not in ("request", "error") or not item.enabled:
+                continue
+            try:
+                workflow = self.starter.workflow(account_id, item.workflow_id, item.spec)
+            except NotStartable:
+                continue
+            triggers.append((item, workflow))
         if not triggers:
             return []
         names = self.starter.bucket_names(account_id, bucket["id"], bucket)
         executions = []
-        for record in records:
-            fired = [item for item in triggers if record_fires(item.spec, record)]
-            if not fired:
-                continue
-            data = {k: v for k, v in record.items() if k != "at"}
-            # The same record, sent again, starts nothing new.
-            firing = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-            for item in fired:
+        for index, record in records:
+            for item, workflow in triggers:
+                if not record_fires(item.spec, record):
+                    continue
                 execution_id = self.starter.try_start(
-                    account_id, item.workflow_id, item.id, dict(item.spec), kind=item.type, data=data,
-                    names={**record_context(record), **names}, firing=firing)
+                    account_id, item.workflow_id, item.id, dict(item.spec), kind=item.type,
+                    data={k: v for k, v in record.items() if k != "at"}, names={**record_context(record), **names},
+                    firing=f"{batch}:{index}", workflow=workflow)
                 if execution_id:
                     executions.append(execution_id)
         return executions
@@ -193,14 +203,17 @@ class ThresholdEvaluator:
             cooldown = 60 * (window_minutes(spec.get("cooldown") or metric["time_window"]) or 5)
             last = state.get("last_fired_at")
             if last is None or now - last >= cooldown:
-                data = {"metric": metric, "bucket_id": bucket_id, "evaluated_at": iso_time(now)}
+                data = {"metric": metric, "bucket_id": bucket_id, "evaluated_at": epoch_iso(now)}
                 names = {"metric": metric, **self.starter.bucket_names(item.account_id, bucket_id)}
                 execution_id = self.starter.try_start(item.account_id, item.workflow_id, item.id, spec,
                                                       kind="threshold", data=data, names=names, firing=str(scheduled))
-                state["announced"] = True
-                state["last_fired_at"] = now
+                # A firing that could not start (a disabled workflow, say) is tried again
+                # at the next evaluation while the breach lasts.
+                if execution_id:
+                    state["announced"] = True
+                    state["last_fired_at"] = now
         state["last_value"] = metric["value"] if metric else None
-        state["evaluated_at"] = iso_time(now)
+        state["evaluated_at"] = epoch_iso(now)
         try:
             item.update(actions=[TriggerModel.state.set(state), TriggerModel.fire_at.set((minute + 1) * 60),
                                  TriggerModel.due_shard.set(due_shard(item.id))],
@@ -210,9 +223,3 @@ class ThresholdEvaluator:
                 raise
             logger.info("threshold evaluated by another tick", extra={"trigger_id": item.id})
         return execution_id
-
-
-def iso_time(epoch: float) -> str:
-    from datetime import datetime, timezone
-
-    return iso(datetime.fromtimestamp(epoch, timezone.utc))

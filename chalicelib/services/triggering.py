@@ -4,14 +4,18 @@ fired, so that a repeated delivery of the same firing starts nothing new."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pynamodb.exceptions import PutError
 
 from chalicelib.engine.templating import TemplateError, render_value
-from chalicelib.errors import ParameterValidationError, ValidationError, detail
+from chalicelib.errors import ParameterValidationError, PayloadTooLargeError, SluiceError, ValidationError, detail
 from chalicelib.ids import derived_id
 from chalicelib.logs import logger
+
+
+PARAMETERS_LIMIT = 256 * 1024  # SPEC §1, as for a manual run
 
 
 class NotStartable(Exception):
@@ -53,7 +57,8 @@ class TriggerStarter:
         else:
             names = {k: v for k, v in trigger.items() if k not in ("type", "id", "data")}
             context = {**(data if isinstance(data, dict) else {}), **names,
-                       "trigger": {"type": trigger["type"], "id": trigger["id"], "data": data}}
+                       "trigger": {"type": trigger["type"], "id": trigger["id"], "data": data},
+                       "context": {"event": trigger.get("event")}}
             try:
                 parameters = render_value(template, context)
             except TemplateError as error:
@@ -61,6 +66,9 @@ class TriggerStarter:
                                       [detail("parameters", error.message)]) from None
             if not isinstance(parameters, dict):
                 raise ValidationError.for_field("parameters", "the trigger's parameters must render to an object")
+        size = len(json.dumps(parameters, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        if size > PARAMETERS_LIMIT:
+            raise PayloadTooLargeError(f"the execution's parameters would be {size} bytes; the limit is 256 KB")
         schema = workflow.get("param_schema")
         if schema is not None:
             from chalicelib.schemas import value_problems
@@ -71,12 +79,14 @@ class TriggerStarter:
         return parameters
 
     def start(self, account_id: str, workflow_id: str, trigger_id: str, spec: dict[str, Any], *,
-              kind: str, data: Any, names: dict[str, Any] | None = None, firing: str) -> str:
+              kind: str, data: Any, names: dict[str, Any] | None = None, firing: str,
+              workflow: dict[str, Any] | None = None) -> str:
         """Starts the workflow for one firing of a trigger and returns the execution id.
         `firing` identifies the firing (a fire time, an event id, a record): the same
         firing always yields the same execution. `names` are the extra template names
-        the trigger gives (event, request, metric, bucket...)."""
-        workflow = self.workflow(account_id, workflow_id, spec)
+        the trigger gives (event, request, metric, bucket...). `workflow`, when the caller
+        has checked it already (`self.workflow`), saves reading it again."""
+        workflow = workflow or self.workflow(account_id, workflow_id, spec)
         trigger = {"type": kind, "id": trigger_id, "data": data, **(names or {})}
         parameters = self.parameters(workflow, spec, trigger)
         execution_id = derived_id("ex", f"{trigger_id}:{firing}")
@@ -97,6 +107,9 @@ class TriggerStarter:
             return self.start(account_id, workflow_id, trigger_id, spec, **kwargs)
         except NotStartable as reason:
             logger.info("trigger not fired", extra={"trigger_id": trigger_id, "reason": str(reason)})
-        except (ValidationError, ParameterValidationError) as error:
+        except SluiceError as error:
             logger.warning("trigger not fired: bad parameters", extra={"trigger_id": trigger_id, "error": error.message})
+        except Exception:
+            # One trigger's failure (storage, say) must not stop the others of the same firing.
+            logger.exception("trigger failed to fire", extra={"trigger_id": trigger_id})
         return None

@@ -44,8 +44,11 @@ def _editable(document: dict[str, Any]) -> dict[str, Any]:
 
 
 class WorkflowService:
-    def __init__(self, repository: WorkflowRepository | None = None) -> None:
+    def __init__(self, repository: WorkflowRepository | None = None, buckets: Any = None) -> None:
+        from chalicelib.store.buckets import BucketRepository
+
         self.repository = repository or WorkflowRepository()
+        self.buckets = buckets or BucketRepository()
 
     # -- reading -------------------------------------------------------------------
 
@@ -83,15 +86,13 @@ class WorkflowService:
 
     def schedule_state(self, account_id: str, workflow_id: str) -> dict[str, dict[str, Any]]:
         """For each schedule trigger: `next_execution` and `last_execution` (read-only)."""
-        from datetime import datetime, timezone
-
-        from chalicelib.ids import iso
+        from chalicelib.ids import epoch_iso
         from chalicelib.store.models import TriggerModel, TriggersByAccount
 
         state = {}
         for item in TriggerModel.by_account.query(account_id, TriggersByAccount.workflow_id == workflow_id):
             if item.type == "schedule":
-                upcoming = iso(datetime.fromtimestamp(int(item.fire_at), timezone.utc)) if item.fire_at else None
+                upcoming = epoch_iso(int(item.fire_at)) if item.fire_at else None
                 state[item.id] = {"next_execution": upcoming, "last_execution": item.last_execution}
         return state
 
@@ -138,7 +139,6 @@ class WorkflowService:
     def _check_buckets(self, account_id: str, document: dict[str, Any]) -> None:
         """A traffic trigger must name one of the account's buckets."""
         from chalicelib.errors import InvalidWorkflowConfigError, detail
-        from chalicelib.store.buckets import BucketRepository
 
         problems = []
         known: dict[str, bool] = {}
@@ -146,7 +146,7 @@ class WorkflowService:
             bucket_id = trigger.get("bucket_id")
             if trigger.get("type") in ("request", "error", "threshold") or bucket_id is not None:
                 if bucket_id not in known:
-                    known[bucket_id] = isinstance(bucket_id, str) and BucketRepository().get(account_id, bucket_id) is not None
+                    known[bucket_id] = isinstance(bucket_id, str) and self.buckets.get(account_id, bucket_id) is not None
                 if not known[bucket_id]:
                     problems.append(detail(f"triggers[{i}].bucket_id", f"no bucket '{bucket_id}' in this account"))
         if problems:

@@ -319,6 +319,7 @@ class ExecutionModel(Model):
     triggered_by = UnicodeAttribute()
     trigger_id = UnicodeAttribute(null=True)
     trigger = JSONAttribute(null=True)
+    trigger_ref = UnicodeAttribute(null=True)
     redrive_count = NumberAttribute(default=0)
     parameters = JSONAttribute(null=True)
     parameters_ref = UnicodeAttribute(null=True)

@@ -5,11 +5,14 @@ metrics a threshold trigger compares over its window."""
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import operator
 import re
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
+
+from chalicelib.ids import epoch_iso
 
 METRICS = (
     "error_rate", "error_count", "request_count", "response_time", "avg_response_time",
@@ -28,6 +31,7 @@ WINDOW_MAX_MINUTES = 24 * 60
 STATUS_CLASS = re.compile(r"^[1-5]xx$", re.IGNORECASE)
 RECORD_MAX_AGE = 24 * 3600  # seconds: older records cannot count towards any window
 RECORD_MAX_SKEW = 300  # seconds a record's timestamp may lie in the future
+RECORD_MAX_BYTES = 256 * 1024
 # Upper bounds (ms) of the latency histogram's cells; one more cell holds what is above.
 LATENCY_BOUNDS = (5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000,
                   7500, 10000, 15000, 30000, 60000)
@@ -123,6 +127,8 @@ def _timestamp(value: Any, now: float) -> float | None:
     if value is None:
         return now
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not -1e15 < value < 1e15:  # NaN, infinities and absurd numbers included
+            return None
         return value / 1000 if value > 1e11 else float(value)  # epoch milliseconds or seconds
     if isinstance(value, str):
         try:
@@ -140,6 +146,8 @@ def normalize_record(raw: Any, now: float) -> tuple[dict[str, Any] | None, list[
     that make it unusable, each naming its field."""
     if not isinstance(raw, dict):
         return None, [{"field": "record", "message": "must be an object"}]
+    if len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str).encode()) > RECORD_MAX_BYTES:
+        return None, [{"field": "record", "message": "must be at most 256 KB (what an execution's parameters may be)"}]
     problems = []
     method = raw.get("method")
     if not isinstance(method, str) or method.upper() not in METHODS:
@@ -170,7 +178,7 @@ def normalize_record(raw: Any, now: float) -> tuple[dict[str, Any] | None, list[
     request, response = parts["request"], parts["response"]
     record = {
         "method": method.upper(), "path": path, "status_code": status, "duration_ms": duration,
-        "timestamp": datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": epoch_iso(at),
         "request": {"headers": request.get("headers") or {}, "query": request.get("query") or {},
                     "body": request.get("body")},
         "response": {"headers": response.get("headers") or {}, "body": response.get("body"),

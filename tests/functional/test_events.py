@@ -122,6 +122,24 @@ def test_event_triggers_are_checked_when_written(api, workers, trigger, field):
     assert reply.error["details"][0]["field"].startswith(field), reply.error
 
 
+def router_drained() -> bool:
+    """Nothing left in, or in flight through, the local event router's queue."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="local-events-event_router")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return attributes["ApproximateNumberOfMessages"] == attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_event_trigger_parameters_see_the_envelope(api, workers):
+    wf = create_workflow(api, ECHO, name="Params", triggers=[{"type": "event", "event": "chat.message", "parameters": {
+        "id": "{{ context.event.id }}", "who": "{{ event.data.user }}", "text": "{{ message }}"}}])
+    reply = api.post("/api/v1/events", {"type": "chat.message", "data": {"user": "ada", "message": "hi"}})
+    [execution_id] = reply.data["execution_ids"]
+    detail = finished(api, execution_id)
+    assert detail["parameters"] == {"id": reply.data["id"], "who": "ada", "text": "hi"}
+    assert wf["triggers"][0]["id"] == reply.data["matched_triggers"][0]
+
+
 def test_events_on_the_bus_reach_the_router(api, tenant, aws, workers):
     wf = on_event(api, "invoice.paid", {"amount": {"gte": 100}})
     events = boto3.client("events")
@@ -131,7 +149,8 @@ def test_events_on_the_bus_reach_the_router(api, tenant, aws, workers):
         {"EventBusName": aws.buses["EventBus"], "Source": "billing", "DetailType": "invoice.paid",
          "Detail": json.dumps({"amount": 5}), "Resources": [f"sluice:account:{tenant.account_id}"]},
     ])
-    [execution] = wait_for(lambda: api.get(f"/api/v1/workflows/{wf['id']}/executions").data)
+    wait_for(lambda: router_drained())
+    [execution] = api.get(f"/api/v1/workflows/{wf['id']}/executions").data  # amount 5 did not pass
     detail = finished(api, execution["id"])
     assert detail["triggered_by"] == "event"
     assert detail["steps"][0]["output"]["data"] == {"amount": 150}

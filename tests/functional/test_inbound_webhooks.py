@@ -30,15 +30,21 @@ def executions(api, wf):
     return api.get(f"/api/v1/workflows/{wf['id']}/executions?limit=100").data
 
 
-def test_the_secret_is_shown_once_with_the_url(api, hooked):
+def test_the_secret_is_shown_once_with_the_url(api, hooked, workers):
     trigger = hooked["triggers"][0]
     assert trigger["url"] == f"/api/v1/hooks/{trigger['id']}"
     assert trigger["secret"].startswith("whsec_") and len(trigger["secret"]) > 40
     again = api.get(f"/api/v1/workflows/{hooked['id']}").data["triggers"][0]
     assert again["url"] == trigger["url"] and "secret" not in again
-    # Changing something else keeps the secret and does not show it.
+    # Changing the workflow, the trigger included, keeps the secret and does not show it.
     patched = api.patch(f"/api/v1/workflows/{hooked['id']}", {"description": "x"}).data["triggers"][0]
     assert "secret" not in patched
+    shown = api.get(f"/api/v1/workflows/{hooked['id']}").data
+    replaced = api.put(f"/api/v1/workflows/{hooked['id']}",
+                       dict(shown, triggers=[dict(again, parameters={"b": "{{ body }}"})])).data["triggers"][0]
+    assert replaced["id"] == trigger["id"] and "secret" not in replaced
+    reply = api.post(trigger["url"], {"x": 1}, key="", headers={"X-Sluice-Token": trigger["secret"]})
+    assert reply.status == 202
 
 
 def test_a_token_starts_the_workflow_with_the_request_as_trigger_data(api, hooked):
@@ -147,3 +153,17 @@ def test_parameters_are_checked_against_the_param_schema(api, workers):
     good = api.post(trigger["url"], {"n": 7}, key="", headers=token)
     assert good.status == 202
     assert api.get(f"/api/v1/executions/{good.data['execution_id']}").data["parameters"] == {"n": 7}
+
+
+def test_a_large_body_starts_an_execution_that_keeps_it(api, hooked):
+    trigger = hooked["triggers"][0]
+    text = "é" * 110_000  # 220 KB of UTF-8: the trigger and parameters go to the payload bucket
+    reply = api.post(trigger["url"], raw=json.dumps({"text": text}, ensure_ascii=False).encode(), key="",
+                     headers={"X-Sluice-Token": trigger["secret"]})
+    assert reply.status == 202, reply.body
+    detail = wait_for(lambda: (d := api.get(f"/api/v1/executions/{reply.data['execution_id']}").data)
+                      and d["status"] == "succeeded" and d)
+    assert detail["steps"][0]["output"]["body"] == {"text": text}
+    over = api.post(trigger["url"], raw=json.dumps({"text": "é" * 140_000}, ensure_ascii=False).encode(), key="",
+                    headers={"X-Sluice-Token": trigger["secret"]})
+    assert over.status == 413 and over.error["code"] == "PAYLOAD_TOO_LARGE"

@@ -35,12 +35,17 @@ def test_health_reports_version_and_storage(chalice_client):
     assert (reply.data["status"], reply.data["storage"]) == ("ok", "ok")
 
 
-def test_actions_registry_lists_core_actions_with_schemas(api):
+def test_actions_registry_lists_every_action_with_schemas(api):
     reply = api.get("/api/v1/actions")
     assert reply.status == 200
     refs = [a["ref"] for a in reply.data]
-    assert refs == ["core.condition", "core.echo", "core.fail", "core.http", "core.inquiry", "core.log",
-                    "core.noop", "core.sleep", "core.transform", "workflow.run"]
+    assert refs == ["activepieces.trigger_flow", "aws.dynamodb_put", "aws.dynamodb_query", "aws.eventbridge_put",
+                    "aws.lambda_invoke", "aws.s3_put", "aws.sns_publish", "aws.sqs_send",
+                    "core.condition", "core.echo", "core.fail", "core.http", "core.inquiry", "core.log",
+                    "core.noop", "core.sleep", "core.transform", "email.send", "jira.create_issue",
+                    "pagerduty.create_incident", "slack.post_message", "workflow.run"]
+    assert all(a["input_schema"]["type"] == "object" and a["output_schema"] is not None for a in reply.data
+               if a["ref"] not in ("core.echo", "core.noop"))
     http = api.get("/api/v1/actions/core.http").data
     assert http["pack"] == "core" and http["input_schema"]["required"] == ["url"]
     assert api.get("/api/v1/actions/webhook.send").data["ref"] == "core.http"

@@ -71,10 +71,8 @@ def test_a_tick_that_died_after_starting_does_not_start_twice(api, clock):
     item = TriggerModel.get(trigger_id)
     clock["now"] = int(item.fire_at) + 1
     firer = wiring.schedules()
-    from chalicelib.ids import derived_id
-
     # The earlier tick started this fire time's execution, then died before moving it on.
-    firer._start(item, dict(item.spec), int(item.fire_at), clock["now"], derived_id("ex", f"{trigger_id}:{int(item.fire_at)}"))
+    firer._start(item, dict(item.spec), int(item.fire_at), clock["now"])
     assert firer.fire(item, clock["now"]) is not None
     assert len(executions_of(api, wf)) == 1
 

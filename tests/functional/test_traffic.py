@@ -181,12 +181,36 @@ def test_error_trigger_with_the_template_variables(api, bucket, sink):
                                   "db down)"}
 
 
-def test_the_same_record_sent_again_starts_nothing_new(api, bucket):
-    create_workflow(api, {"steps": []}, name="Once", triggers=[{"type": "error", "bucket_id": bucket["id"]}])
-    record = rec(status=500, timestamp="2026-11-23T10:00:00.123Z")
-    record["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    first, again = ingest(api, bucket, [record]), ingest(api, bucket, [record])
-    assert len(first["execution_ids"]) == 1 and again["execution_ids"] == first["execution_ids"]
+def test_each_record_fires_and_a_batch_sent_again_starts_nothing_new(api, bucket):
+    wf = create_workflow(api, {"steps": []}, name="Once", triggers=[{"type": "error", "bucket_id": bucket["id"]}])
+    record = rec(status=500, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
+    first = ingest(api, bucket, [record, record, record])
+    assert len(set(first["execution_ids"])) == 3  # three identical records are three errors
+    again = ingest(api, bucket, [record, record, record])
+    assert again["execution_ids"] == first["execution_ids"]
+    assert len(api.get(f"/api/v1/workflows/{wf['id']}/executions").data) == 3
+
+
+def test_large_records(api, bucket, sink):
+    """A record may carry bodies up to 256 KB in all; the execution it starts keeps them
+    (in the payload bucket) for its templates."""
+    create_workflow(api, {"steps": [post_to(sink, "/big", {"n": "{{ response.body | length }}"})]}, name="Big",
+                    triggers=[{"type": "error", "bucket_id": bucket["id"]}])
+    result = ingest(api, bucket, [rec(status=500, response={"body": "é" * 100_000}),
+                                  rec(status=500, response={"body": "x" * 300_000})])
+    assert result["accepted"] == 1 and [r["index"] for r in result["rejected"]] == [1]
+    assert result["rejected"][0]["details"][0]["field"] == "record"
+    [received] = wait_for(lambda: sink.to("/big"))
+    assert received.json == {"n": 100_000}
+
+
+def test_a_bucket_of_another_account_cannot_be_watched(api, chalice_client, workers):
+    from tests.functional.conftest import new_tenant
+
+    other = new_tenant(chalice_client, "other").api.post("/api/v1/buckets", {"name": "Theirs"}).data
+    reply = api.post("/api/v1/workflows", {"name": "Spy", "triggers": [{"type": "request", "bucket_id": other["id"]}]})
+    assert reply.status == 400 and reply.error["details"][0]["field"] == "triggers[0].bucket_id"
+    assert api.post(f"/api/v1/buckets/{other['id']}/traffic", {"records": [rec()]}).status == 404
 
 
 def test_disabled_triggers_do_not_fire(api, bucket):
@@ -263,6 +287,20 @@ def test_slow_response_alert(api, bucket, sink, clock):
     evaluate(clock, start + 60)
     [mail] = wait_for(lambda: sink.to("/mail"))
     assert mail.json == {"subject": "Slow API Performance Alert", "body": "Average response time is 2300.0ms"}
+
+
+def test_a_breach_while_the_workflow_is_off_fires_once_it_is_back(api, bucket, sink, clock):
+    wf = threshold_workflow(api, bucket, sink, {"metric": "error_count", "operator": "greater_than", "value": 0,
+                                                "time_window": "10m"}, "/late", {"v": "{{ metric.value }}"})
+    start = clock["now"] // 60 * 60 + 5
+    ingest(api, bucket, [rec(status=500, timestamp=(start - 60) * 1000)])
+    api.post(f"/api/v1/workflows/{wf['id']}/deactivate")
+    evaluate(clock, start)
+    assert api.get(f"/api/v1/workflows/{wf['id']}/executions").data == []
+    api.post(f"/api/v1/workflows/{wf['id']}/activate")
+    evaluate(clock, start + 60)
+    [late] = wait_for(lambda: sink.to("/late"))
+    assert late.json == {"v": 1}
 
 
 def test_threshold_triggers_leave_the_due_index_when_disabled(api, bucket, sink):

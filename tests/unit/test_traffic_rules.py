@@ -89,6 +89,9 @@ def test_records_are_normalized_and_problems_name_their_fields():
     _, problems = normalize_record({"method": "GET", "path": "/", "status_code": 200, "timestamp": NOW - 2 * 86400}, NOW)
     assert problems == [{"field": "timestamp", "message": "must be within the last 24 hours"}]
     assert normalize_record([], NOW) == (None, [{"field": "record", "message": "must be an object"}])
+    for absurd in (10 ** 400, float("inf"), float("nan")):
+        _, problems = normalize_record({"method": "GET", "path": "/", "status_code": 200, "timestamp": absurd}, NOW)
+        assert [p["field"] for p in problems] == ["timestamp"]
 
 
 def test_iso_timestamps_are_read_in_utc():
