@@ -4,13 +4,15 @@ import os
 
 from chalice import Chalice, Rate
 
-from chalicelib.api import accounts, buckets, executions, integrations, meta, schedules, triggers, workflows
+from chalicelib.api import (
+    accounts, buckets, executions, integrations, meta, schedules, triggers, webhooks, workflows,
+)
 
 app = Chalice(app_name="sluice")
 app.api.binary_types = []  # every body is JSON or text; nothing is base64-encoded
 
 for blueprint in (meta.bp, accounts.bp, workflows.bp, executions.bp, schedules.bp, triggers.bp, buckets.bp,
-                  integrations.bp):
+                  integrations.bp, webhooks.bp):
     app.register_blueprint(blueprint)
 
 # Queue names follow the stage, as in infra/resources.yaml (`chalice package` imports

@@ -1,7 +1,10 @@
-"""Page / per_page paging of bounded collections (SPEC §1)."""
+"""Paging (SPEC §1): page / per_page for bounded collections, limit / cursor for the
+unbounded ones (an opaque cursor is the last key read)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -52,3 +55,37 @@ def paginate(items: Sequence[Any], request: PageRequest) -> tuple[list[Any], dic
         "total_pages": math.ceil(total / request.per_page) if total else 0,
     }
     return list(items[start:start + request.per_page]), meta
+
+
+CURSOR_LIMIT_DEFAULT = 20
+CURSOR_LIMIT_MAX = 100
+
+
+def cursor_limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit") or str(CURSOR_LIMIT_DEFAULT)
+    try:
+        size = int(raw)
+    except ValueError:
+        raise ValidationError.for_field("limit", "must be a positive integer") from None
+    if not 1 <= size <= CURSOR_LIMIT_MAX:
+        raise ValidationError.for_field("limit", f"must be from 1 to {CURSOR_LIMIT_MAX}")
+    return size
+
+
+def encode_cursor(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+        if not isinstance(key, dict):
+            raise ValueError
+        return key
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError.for_field("cursor", "is not a cursor this API returned") from None

@@ -16,7 +16,9 @@ def account_service() -> AccountService:
 
 @functools.lru_cache(maxsize=1)
 def workflow_service() -> WorkflowService:
-    return WorkflowService()
+    service = WorkflowService()
+    service.on_change.append(lambda *change: lifecycle().workflow_changed(*change))
+    return service
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,12 +40,14 @@ def runtime():
 
     settings = get_settings()
     sqs = aws_client("sqs")
-    return Runtime(
+    engine = Runtime(
         executions=ExecutionRepository(), workflows=workflow_service().repository,
         payloads=PayloadStore(aws_client("s3"), settings.payload_bucket),
         steps=Queue(sqs, settings.table_name("steps")), deliveries=Queue(sqs, settings.table_name("deliveries")),
         settings=settings, integrations=integration_service(),
     )
+    engine.emit = lambda *event: lifecycle().emit(*event)
+    return engine
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,10 +58,11 @@ def execution_service():
 
 
 @functools.lru_cache(maxsize=1)
-def callbacks():
-    from chalicelib.handlers.deliveries import CallbackSender
+def deliveries():
+    from chalicelib.handlers.deliveries import Deliveries
+    from chalicelib.store.webhooks import DeliveryLog, WebhookRepository
 
-    return CallbackSender(execution_service(), runtime().delivery_queue)
+    return Deliveries(execution_service(), WebhookRepository(), DeliveryLog(), runtime().delivery_queue)
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,3 +133,19 @@ def integration_service():
     from chalicelib.store.integrations import IntegrationRepository
 
     return IntegrationService(IntegrationRepository())
+
+
+@functools.lru_cache(maxsize=1)
+def lifecycle():
+    from chalicelib.services.lifecycle import Lifecycle
+    from chalicelib.store.webhooks import WebhookRepository
+
+    return Lifecycle(WebhookRepository(), queue=lambda: runtime().delivery_queue, router=event_service)
+
+
+@functools.lru_cache(maxsize=1)
+def webhook_service():
+    from chalicelib.services.webhooks import WebhookService
+    from chalicelib.store.webhooks import DeliveryLog, WebhookRepository
+
+    return WebhookService(WebhookRepository(), DeliveryLog())

@@ -33,6 +33,7 @@ def policy(stage: str, function: str) -> dict:
     if function == "delivery_worker":
         statements += [
             _statement("ReadHistory", READ_ITEMS, tables),
+            _statement("LogDeliveries", ["dynamodb:PutItem"], [f"arn:*:dynamodb:*:*:table/{prefix}-deliveries"]),
             _statement("ConsumeDeliveries", CONSUME + SEND, [queue("deliveries")]),
             _statement("ReadPayloads", ["s3:GetObject"], payloads),
         ]

@@ -30,6 +30,14 @@ _WORKFLOW = {"workflow_id": "string", "ref": "string", "name": "string", "revisi
 _EXECUTION = {"execution_id": "string", "workflow_id": "string", "status": "string", "triggered_by": "string"}
 _SCHEDULE = {"schedule_id": "string", "workflow_id": "string", "name": "string"}
 
+LIFECYCLE_EVENTS = (
+    "workflow.created", "workflow.updated", "workflow.activated", "workflow.deactivated", "workflow.deleted",
+    "workflow.executed", "execution.step_completed", "execution.completed", "execution.failed",
+    "schedule.created", "schedule.updated", "schedule.deleted", "schedule.triggered",
+)
+# Lifecycle events about an execution, which must not start their own workflow again.
+SELF_EVENTS = frozenset({"workflow.executed", "execution.step_completed", "execution.completed", "execution.failed"})
+
 BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "document.uploaded": ("A document was stored in the documents bucket", _object(_DOCUMENT)),
     "document.processed": ("A document was parsed", _object({**_DOCUMENT, "status": "string", "pages": "integer"})),
@@ -130,6 +138,8 @@ class EventService:
             spec = dict(item.spec)
             if not item.enabled:
                 continue
+            if event["type"] in SELF_EVENTS and item.workflow_id == (event["data"] or {}).get("workflow_id"):
+                continue  # a workflow's own execution events never start it again (no loops)
             trigger = {"type": "event", "id": item.id, "data": event["data"]}
             context = {"context": {"event": event}, "event": event, "trigger": trigger}
             if not matches(spec.get("filters"), event["data"], context):

@@ -25,6 +25,7 @@ from chalicelib.ids import is_id
 from chalicelib.services.accounts import Caller
 from chalicelib.services.execution_views import execution_view, step_views
 from chalicelib.ids import epoch_iso
+from chalicelib.paging import cursor_limit
 from chalicelib.services.runtime import MAX_LIFETIME, WATCHDOG, Loaded, Runtime
 from chalicelib.services.workflows import WorkflowService
 from chalicelib.store.executions import ExecutionRepository
@@ -32,8 +33,6 @@ from chalicelib.store.models import ExecutionModel, StepRunModel
 
 PARAMETERS_LIMIT = 256 * 1024
 SYNC_WAIT_SECONDS = 25.0
-LIST_LIMIT_DEFAULT = 20
-LIST_LIMIT_MAX = 100
 STATUSES = tuple(s.value for s in ExecutionStatus)
 TRIGGER_KINDS = ("manual", "schedule", "webhook", "event", "request", "error", "threshold", "parent")
 
@@ -178,13 +177,7 @@ class ExecutionService:
         return self._steps(self._item(account_id, execution_id))
 
     def list(self, account_id: str, query: Mapping[str, str], workflow: str | None = None) -> tuple[list, dict]:
-        limit = query.get("limit") or str(LIST_LIMIT_DEFAULT)
-        try:
-            size = int(limit)
-        except ValueError:
-            raise ValidationError.for_field("limit", "must be a positive integer") from None
-        if not 1 <= size <= LIST_LIMIT_MAX:
-            raise ValidationError.for_field("limit", f"must be from 1 to {LIST_LIMIT_MAX}")
+        size = cursor_limit(query)
         status = query.get("status") or None
         if status is not None and status not in STATUSES:
             raise ValidationError.for_field("status", "must be one of " + ", ".join(STATUSES))

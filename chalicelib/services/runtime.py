@@ -104,12 +104,22 @@ def _state(item: ExecutionModel, steps: dict[str, StepRunModel]) -> State:
     return State(ExecutionStatus(item.status), records, clock)
 
 
+def _execution_data(item: ExecutionModel) -> dict[str, Any]:
+    """What a lifecycle event says of an execution (the whole one is one GET away)."""
+    return {"execution_id": item.id, "workflow_id": item.workflow_id, "workflow_ref": item.workflow_ref,
+            "status": item.status, "triggered_by": item.triggered_by, "trigger_id": item.trigger_id,
+            "started_at": item.started_at, "completed_at": item.completed_at, "duration_ms": item.duration_ms,
+            "error": item.error}
+
+
 class Runtime:
     def __init__(self, *, executions: ExecutionRepository, workflows: WorkflowRepository, payloads: PayloadStore,
                  steps: Queue, deliveries: Queue, settings: Settings, integrations: Any,
                  clock: Callable[[], float] = time.time) -> None:
         self.executions = executions
         self.integrations = integrations  # services.integrations.IntegrationService
+        # (account_id, event type, data): the lifecycle events (services.lifecycle).
+        self.emit: Callable[[str, str, dict[str, Any]], None] = lambda *event: None
         self.workflows = workflows
         self.payloads = payloads
         self.step_queue = steps
@@ -192,6 +202,7 @@ class Runtime:
             depth=depth, callback=callback, due_shard=due_shard(execution_id), due_at=int(min(now + WATCHDOG, deadline)),
         )
         self.executions.create(item)
+        self.emit(account_id, "workflow.executed", _execution_data(item))
         loaded = Loaded(item, document, plan, {}, State(ExecutionStatus.QUEUED))
         self._carry_out(loaded, decide(plan, loaded.state), inline=False)
         return item
@@ -307,6 +318,9 @@ class Runtime:
             return None  # someone else holds or finished this step
         if "attempt_log" in writes:
             loaded.attempt_logs[name] = writes["attempt_log"]
+        if record["status"] in (StepStatus.SUCCEEDED.value, StepStatus.FAILED.value):
+            self.emit(loaded.account_id, "execution.step_completed",
+                      dict(_execution_data(loaded.item), step=name, step_status=record["status"]))
         state.records[name] = record
         loaded.state = state
         self._schedule_timers(loaded, name, record, commands)
@@ -682,6 +696,8 @@ class Runtime:
                                   finished_at=completed_at)
         if item.triggered_by == "schedule" and item.trigger_id:
             self._update_schedule(item)
+        kind = "execution.completed" if status == ExecutionStatus.SUCCEEDED else "execution.failed"
+        self.emit(item.account_id, kind, _execution_data(item))
         if item.callback:
             self.delivery_queue.send([({"kind": "callback", "a": item.account_id, "e": item.id, "attempt": 1}, 0)])
         if item.parent_execution_id:

@@ -114,6 +114,10 @@ class ScheduleFirer:
             if error.cause_response_code != "ConditionalCheckFailedException":
                 raise
             return None  # another tick moved it on
+        if execution_id:
+            self.runtime.emit(item.account_id, "schedule.triggered", {
+                "schedule_id": item.id, "workflow_id": item.workflow_id, "name": spec.get("name"),
+                "execution_id": execution_id, "scheduled_time": epoch_iso(scheduled)})
         return execution_id
 
     def _start(self, item: TriggerModel, spec: dict, scheduled: int, now: float) -> str | None:

@@ -49,6 +49,13 @@ class WorkflowService:
 
         self.repository = repository or WorkflowRepository()
         self.buckets = buckets or BucketRepository()
+        # Called with (account_id, document before or None, document after or None) after
+        # every stored change: the lifecycle events hang here.
+        self.on_change: list[Callable[[str, dict | None, dict | None], None]] = []
+
+    def _changed(self, account_id: str, before: dict | None, after: dict | None) -> None:
+        for listener in self.on_change:
+            listener(account_id, before, after)
 
     # -- reading -------------------------------------------------------------------
 
@@ -134,6 +141,7 @@ class WorkflowService:
                                       expected_revision=None, fire_times=fire_times(document, None, time.time()),
                                       secrets=secrets)
         record.issued_secrets = secrets
+        self._changed(account_id, None, record.document)
         return record
 
     def _check_buckets(self, account_id: str, document: dict[str, Any]) -> None:
@@ -202,6 +210,7 @@ class WorkflowService:
                                               fire_times=fire_times(document, current.document, time.time()),
                                               secrets=secrets)
                 record.issued_secrets = secrets
+                self._changed(account_id, current.document, record.document)
                 return record
             except StaleRevisionError:
                 if if_match is not None:
@@ -232,6 +241,7 @@ class WorkflowService:
     def delete(self, account_id: str, id_or_ref: str) -> WorkflowRecord:
         record = self.get(account_id, id_or_ref)
         self.repository.delete(record, retention_days=record.document.get("retention_days", 30))
+        self._changed(account_id, record.document, None)
         return record
 
     @staticmethod

@@ -3,8 +3,6 @@ due index the tick reads, and cursor-paged lists."""
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +12,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 
 from chalicelib.errors import ValidationError
+from chalicelib.paging import decode_cursor, encode_cursor
 from chalicelib.store.models import DUE_SHARDS, ExecutionModel, StepRunModel, due_shard  # noqa: F401 (re-exported)
 
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
@@ -31,25 +30,6 @@ def _condition_failed(error: UpdateError) -> bool:
 class Page:
     items: list[ExecutionModel]
     next_cursor: str | None
-
-
-def _encode_cursor(key: dict[str, Any] | None) -> str | None:
-    if not key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = json.loads(raw)
-        if not isinstance(key, dict):
-            raise ValueError
-        return key
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationError.for_field("cursor", "is not a cursor this API returned") from None
 
 
 class ExecutionRepository:
@@ -129,7 +109,7 @@ class ExecutionRepository:
         elif end:
             range_condition = ExecutionModel.started_key <= end + "~"
         items: list[ExecutionModel] = []
-        last_key = _decode_cursor(cursor)
+        last_key = decode_cursor(cursor)
         if last_key is not None:
             expected = {"account_id", "id", "started_key"} | ({"workflow_key"} if hash_name == "workflow_key" else set())
             shaped = set(last_key) == expected and all(
@@ -152,11 +132,11 @@ class ExecutionRepository:
                     continue
                 items.append(item)
                 if len(items) == limit:
-                    return Page(items, _encode_cursor(last_key))
+                    return Page(items, encode_cursor(last_key))
             if keys.last_evaluated_key is None:
                 return Page(items, None)
             last_key = keys.last_evaluated_key
-        return Page(items, _encode_cursor(last_key))
+        return Page(items, encode_cursor(last_key))
 
     def of_workflow(self, account_id: str, workflow_id: str, cursor: dict | None, limit: int):
         """(execution ids, next cursor): a page of one workflow's executions, by index."""

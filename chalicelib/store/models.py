@@ -245,6 +245,31 @@ class IntegrationModel(Model):
     document = JSONAttribute()
 
 
+class WebhookModel(Model):
+    """An event-webhook subscription (`whk#<id>` in the workflows table); its secret is
+    write-only."""
+
+    class Meta(_WorkflowsTable):
+        pass
+
+    account_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    document = JSONAttribute()
+    secret = UnicodeAttribute(null=True)
+
+
+class DeliveryAttemptModel(Model):
+    """One attempt to deliver one event to one subscription."""
+
+    class Meta(_Meta):
+        table_name = _settings.table_name("deliveries")
+
+    webhook_key = UnicodeAttribute(hash_key=True)  # <account>#<webhook id>
+    attempt_key = UnicodeAttribute(range_key=True)  # <attempted_at>#<delivery id>#<attempt>
+    record = JSONAttribute()
+    expires_at = TTLAttribute(null=True)
+
+
 class EventTypeModel(Model):
     """A custom event type an account registered (`evtype#<name>` in the workflows table)."""
 

@@ -98,6 +98,7 @@ class TestProvisionedAccount:
                 "ExecutionsTable": f"{PREFIX}-executions",
                 "StepRunsTable": f"{PREFIX}-step-runs",
                 "TrafficTable": f"{PREFIX}-traffic",
+                "DeliveriesTable": f"{PREFIX}-deliveries",
             },
             queues={
                 "StepDeadLetterQueue": queue_url(f"{PREFIX}-steps-dlq"),
@@ -139,6 +140,15 @@ class TestProvisionedAccount:
                 {"id": "S", "account_id": "S", "workflow_id": "S", "due_shard": "S", "fire_at": "N", "match_key": "S"},
                 [by_account_index("account_id", "workflow_id"), index("due", "due_shard", "fire_at", "ALL"),
                  index("by_match", "match_key", "id", "ALL")],
+            ),
+            (
+                "deliveries",
+                [
+                    {"AttributeName": "webhook_key", "KeyType": "HASH"},
+                    {"AttributeName": "attempt_key", "KeyType": "RANGE"},
+                ],
+                {"webhook_key": "S", "attempt_key": "S"},
+                [],
             ),
             (
                 "traffic",
@@ -209,6 +219,7 @@ class TestProvisionedAccount:
             f"{PREFIX}-executions": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
             f"{PREFIX}-step-runs": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
             f"{PREFIX}-traffic": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
+            f"{PREFIX}-deliveries": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
         }
 
     @pytest.mark.parametrize(
