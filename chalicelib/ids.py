@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from datetime import datetime, timezone
 
-ID_PREFIXES = frozenset({"acc", "wf", "ex", "trg", "int", "whk", "tpl", "bkt", "key", "evt", "doc", "dlv"})
+ID_PREFIXES = frozenset({"acc", "wf", "ex", "trg", "int", "whk", "tpl", "bkt", "key", "evt", "doc", "dlv", "xsc"})
 ID_LENGTH = 24  # characters of the lowercase base32 alphabet after the prefix
 
 

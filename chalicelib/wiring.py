@@ -124,7 +124,7 @@ def event_service():
     from chalicelib.services.events import EventService
     from chalicelib.store.event_types import EventTypeRepository
 
-    return EventService(trigger_starter(), EventTypeRepository())
+    return EventService(trigger_starter(), EventTypeRepository(), document_service())
 
 
 @functools.lru_cache(maxsize=1)
@@ -149,3 +149,20 @@ def webhook_service():
     from chalicelib.store.webhooks import DeliveryLog, WebhookRepository
 
     return WebhookService(WebhookRepository(), DeliveryLog())
+
+
+@functools.lru_cache(maxsize=1)
+def document_service():
+    from chalicelib.services.documents import DocumentService
+    from chalicelib.store.documents import DocumentRepository
+
+    return DocumentService(DocumentRepository(), aws_client("s3"), get_settings().payload_bucket,
+                           emit=lambda *event: lifecycle().emit(*event, fresh=True))
+
+
+@functools.lru_cache(maxsize=1)
+def extraction_schemas():
+    from chalicelib.services.documents import ExtractionSchemas
+    from chalicelib.store.documents import ExtractionSchemaRepository
+
+    return ExtractionSchemas(ExtractionSchemaRepository())

@@ -55,9 +55,9 @@ class ActionRegistry:
 
 
 def _build() -> ActionRegistry:
-    from chalicelib.actions import aws, core, saas
+    from chalicelib.actions import aws, content, core, saas
 
-    return ActionRegistry(core.SPECS + saas.SPECS + aws.SPECS)
+    return ActionRegistry(core.SPECS + saas.SPECS + aws.SPECS + content.SPECS)
 
 
 REGISTRY = _build()

@@ -61,9 +61,10 @@ def envelope(event_type: str, data: Any, source: str, *, event_id: str | None = 
 
 
 class EventService:
-    def __init__(self, starter: Any, event_types: Any) -> None:
+    def __init__(self, starter: Any, event_types: Any, documents: Any = None) -> None:
         self.starter = starter
         self.event_types = event_types
+        self.documents = documents  # services.documents.DocumentService: what S3 events are about
 
     # -- the registry --------------------------------------------------------------------
 
@@ -163,6 +164,14 @@ class EventService:
             logger.info("event ignored", extra={"source": event.get("source"), "detail_type": event.get("detail-type")})
             return [], []
         account_id, envelope_ = translated
+        data = envelope_["data"]
+        if envelope_["type"] == "document.uploaded" and self.documents is not None and data.get("document_id"):
+            # An object of the documents API: its record knows more (file name, knowledge base).
+            from chalicelib.services.documents import event_data
+
+            record = self.documents.arrived(account_id, data["document_id"], data.get("size"))
+            if record is not None:
+                envelope_ = dict(envelope_, data=event_data(record))
         return self.route(account_id, envelope_)
 
 
@@ -177,10 +186,15 @@ def from_eventbridge(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | N
         if event.get("detail-type") != "Object Created" or not key.startswith(DOCUMENTS_PREFIX) or len(parts) < 3 \
                 or not is_id(parts[1], "acc"):
             return None
+        from chalicelib.services.documents import uploaded_event_id
+
         file_name = posixpath.basename(key)
         extension = posixpath.splitext(file_name)[1].lstrip(".").lower()
         bucket = (detail_.get("bucket") or {}).get("name")
-        data = {"document_id": derived_id("doc", f"{bucket}/{key}"), "bucket": bucket, "key": key, "file_name": file_name, "file_type": extension or None,
+        # documents/<account>/<document id>/<name>: the documents API's; else one derived from the key.
+        document_id = parts[2] if len(parts) >= 4 and is_id(parts[2], "doc") else derived_id("doc", f"{bucket}/{key}")
+        event_id = uploaded_event_id(bucket, key)
+        data = {"document_id": document_id, "bucket": bucket, "key": key, "file_name": file_name, "file_type": extension or None,
                 "size": (detail_.get("object") or {}).get("size"), "etag": (detail_.get("object") or {}).get("etag")}
         return parts[1], envelope("document.uploaded", data, "aws.s3", event_id=event_id, time=event.get("time"))
     event_type = event.get("detail-type")

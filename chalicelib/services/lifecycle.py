@@ -54,16 +54,20 @@ class Lifecycle:
         self._subscriptions = _TtlCache(cache_seconds)
         self._triggers = _TtlCache(cache_seconds)
 
-    def emit(self, account_id: str, event_type: str, data: dict[str, Any]) -> None:
+    def emit(self, account_id: str, event_type: str, data: dict[str, Any], event_id: str | None = None, *,
+             fresh: bool = False) -> None:
+        """`event_id` for an event that may also arrive another way (a document: the API and
+        S3 both say so); `fresh` to look for triggers now rather than trust the cache."""
         try:
-            self._emit(account_id, event_type, data)
+            self._emit(account_id, event_type, data, event_id, fresh)
         except Exception:
             logger.exception("lifecycle event not emitted", extra={"event_type": event_type})
 
-    def _emit(self, account_id: str, event_type: str, data: dict[str, Any]) -> None:
+    def _emit(self, account_id: str, event_type: str, data: dict[str, Any], event_id: str | None,
+              fresh: bool) -> None:
         from chalicelib.store.models import TriggerModel, match_key
 
-        event = envelope(event_type, data, "sluice")
+        event = envelope(event_type, data, "sluice", event_id=event_id)
         subscriptions = self._subscriptions.get(account_id, lambda: [doc for doc, _ in self.webhooks.list(account_id)])
         messages = [({"kind": "webhook", "a": account_id, "w": doc["id"], "event": event, "attempt": 1}, 0)
                     for doc in subscriptions
@@ -71,7 +75,8 @@ class Lifecycle:
         if messages:
             self._queue().send(messages)
         key = match_key(account_id, {"type": "event", "event": event_type})
-        if self._triggers.get(key, lambda: next(iter(TriggerModel.by_match.query(key, limit=1)), None) is not None):
+        if fresh or self._triggers.get(key, lambda: next(iter(TriggerModel.by_match.query(key, limit=1)), None)
+                                       is not None):
             self._router().route(account_id, event)
 
     # -- what the workflow writes emit ---------------------------------------------------

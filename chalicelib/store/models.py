@@ -270,6 +270,29 @@ class DeliveryAttemptModel(Model):
     expires_at = TTLAttribute(null=True)
 
 
+class DocumentModel(Model):
+    """A stored document (`doc#<id>` in the workflows table); its bytes are in the payload
+    bucket under `documents/<account>/<id>/<filename>`."""
+
+    class Meta(_WorkflowsTable):
+        pass
+
+    account_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    document = JSONAttribute()
+
+
+class ExtractionSchemaModel(Model):
+    """A reusable extraction schema for document.extract (`xsc#<id>`)."""
+
+    class Meta(_WorkflowsTable):
+        pass
+
+    account_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    document = JSONAttribute()
+
+
 class EventTypeModel(Model):
     """A custom event type an account registered (`evtype#<name>` in the workflows table)."""
 
