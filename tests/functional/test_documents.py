@@ -5,7 +5,6 @@ stored schemas, text.sentiment and text.topics."""
 import base64
 import json
 
-import boto3
 import pytest
 import requests
 

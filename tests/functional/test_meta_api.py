@@ -42,8 +42,9 @@ def test_actions_registry_lists_every_action_with_schemas(api):
     assert refs == ["activepieces.trigger_flow", "aws.dynamodb_put", "aws.dynamodb_query", "aws.eventbridge_put",
                     "aws.lambda_invoke", "aws.s3_put", "aws.sns_publish", "aws.sqs_send",
                     "core.condition", "core.echo", "core.fail", "core.http", "core.inquiry", "core.log",
-                    "core.noop", "core.sleep", "core.transform", "email.send", "jira.create_issue",
-                    "pagerduty.create_incident", "slack.post_message", "workflow.run"]
+                    "core.noop", "core.sleep", "core.transform", "document.extract", "document.parse", "email.send",
+                    "jira.create_issue", "pagerduty.create_incident", "slack.post_message", "text.sentiment",
+                    "text.topics", "workflow.run"]
     assert all(a["input_schema"]["type"] == "object" and a["output_schema"] is not None for a in reply.data
                if a["ref"] not in ("core.echo", "core.noop"))
     http = api.get("/api/v1/actions/core.http").data
