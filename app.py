@@ -5,14 +5,15 @@ import os
 from chalice import Chalice, Rate
 
 from chalicelib.api import (
-    accounts, buckets, documents, executions, integrations, meta, schedules, triggers, webhooks, workflows,
+    accounts, buckets, documents, executions, integrations, meta, schedules, templates, triggers, webhooks,
+    workflows,
 )
 
 app = Chalice(app_name="sluice")
 app.api.binary_types = []  # every body is JSON or text; nothing is base64-encoded
 
 for blueprint in (meta.bp, accounts.bp, workflows.bp, executions.bp, schedules.bp, triggers.bp, buckets.bp,
-                  integrations.bp, webhooks.bp, documents.bp):
+                  integrations.bp, webhooks.bp, documents.bp, templates.bp):
     app.register_blueprint(blueprint)
 
 # Queue names follow the stage, as in infra/resources.yaml (`chalice package` imports

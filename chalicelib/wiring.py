@@ -166,3 +166,11 @@ def extraction_schemas():
     from chalicelib.store.documents import ExtractionSchemaRepository
 
     return ExtractionSchemas(ExtractionSchemaRepository())
+
+
+@functools.lru_cache(maxsize=1)
+def template_service():
+    from chalicelib.services.templates import TemplateService
+    from chalicelib.store.documents import TemplateRepository
+
+    return TemplateService(TemplateRepository(), workflow_service())

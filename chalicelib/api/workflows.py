@@ -39,7 +39,7 @@ def _with_hook(trigger: dict[str, Any], issued: dict[str, str]) -> dict[str, Any
     return shown
 
 
-def _one(record: WorkflowRecord, *, message: str | None = None, status: int = 200):
+def one_workflow(record: WorkflowRecord, *, message: str | None = None, status: int = 200):
     view = present(record.document, record.account_id)
     if any(t.get("type") == "schedule" for t in view.get("triggers", [])):
         state = workflow_service().schedule_state(record.account_id, record.id)
@@ -53,7 +53,7 @@ def _one(record: WorkflowRecord, *, message: str | None = None, status: int = 20
           request_schema="WorkflowInput")
 def create_workflow(request: ApiRequest):
     record = workflow_service().create(request.account_id, request.json(), created_by=request.caller.key_id)
-    return _one(record, message="Workflow created successfully", status=201)
+    return one_workflow(record, message="Workflow created successfully", status=201)
 
 
 @endpoint(bp, "/workflows", "GET", scope="read", tag=TAG,
@@ -66,7 +66,7 @@ def list_workflows(request: ApiRequest):
 
 @endpoint(bp, "/workflows/{id_or_ref}", "GET", scope="read", tag=TAG, summary="Get a workflow by id or ref")
 def get_workflow(request: ApiRequest, id_or_ref: str):
-    return _one(workflow_service().get(request.account_id, id_or_ref))
+    return one_workflow(workflow_service().get(request.account_id, id_or_ref))
 
 
 @endpoint(bp, "/workflows/{id_or_ref}", "PUT", scope="write", tag=TAG, request_schema="WorkflowInput",
@@ -74,7 +74,7 @@ def get_workflow(request: ApiRequest, id_or_ref: str):
 def replace_workflow(request: ApiRequest, id_or_ref: str):
     record = workflow_service().replace(request.account_id, id_or_ref, request.json(), request.if_match(),
                                         updated_by=request.caller.key_id)
-    return _one(record, message="Workflow updated successfully")
+    return one_workflow(record, message="Workflow updated successfully")
 
 
 @endpoint(bp, "/workflows/{id_or_ref}", "PATCH", scope="write", tag=TAG, request_schema="WorkflowPatch",
@@ -82,7 +82,7 @@ def replace_workflow(request: ApiRequest, id_or_ref: str):
 def patch_workflow(request: ApiRequest, id_or_ref: str):
     record = workflow_service().patch(request.account_id, id_or_ref, request.json(), request.if_match(),
                                       updated_by=request.caller.key_id)
-    return _one(record, message="Workflow updated successfully")
+    return one_workflow(record, message="Workflow updated successfully")
 
 
 @endpoint(bp, "/workflows/{id_or_ref}", "DELETE", scope="write", tag=TAG,
@@ -97,7 +97,7 @@ def delete_workflow(request: ApiRequest, id_or_ref: str):
 
 def _set_enabled(request: ApiRequest, id_or_ref: str, enabled: bool | None, verb: str):
     record = workflow_service().set_enabled(request.account_id, id_or_ref, enabled, updated_by=request.caller.key_id)
-    return _one(record, message=f"Workflow {verb} successfully")
+    return one_workflow(record, message=f"Workflow {verb} successfully")
 
 
 @endpoint(bp, "/workflows/{id_or_ref}/activate", "POST", scope="write", tag=TAG, summary="Enable a workflow")

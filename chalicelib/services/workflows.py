@@ -152,7 +152,7 @@ class WorkflowService:
         known: dict[str, bool] = {}
         for i, trigger in enumerate(document.get("triggers", [])):
             bucket_id = trigger.get("bucket_id")
-            if trigger.get("type") in ("request", "error", "threshold") or bucket_id is not None:
+            if bucket_id is not None:
                 if bucket_id not in known:
                     known[bucket_id] = isinstance(bucket_id, str) and self.buckets.get(account_id, bucket_id) is not None
                 if not known[bucket_id]:

@@ -1,51 +1,22 @@
-"""Documents and extraction schemas: items of the account's partition of the workflows
-table (the bytes of a document are in the payload bucket)."""
+"""Documents, extraction schemas and saved templates (the bytes of a document are in the
+payload bucket)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pynamodb.exceptions import DoesNotExist, PutError
-from pynamodb.models import Model
-
-from chalicelib.store.models import DocumentModel, ExtractionSchemaModel
+from chalicelib.store.items import AccountItems
+from chalicelib.store.models import AccountItemModel
 
 
-class _Items:
-    """Documents of one kind in the account's partition, keyed `<prefix>#<id>`."""
-
-    model: type[Model]
-    prefix: str
-
-    def get(self, account_id: str, item_id: str) -> dict[str, Any] | None:
-        try:
-            return self.model.get(account_id, f"{self.prefix}#{item_id}", consistent_read=True).document
-        except DoesNotExist:
-            return None
-
-    def list(self, account_id: str) -> list[dict[str, Any]]:
-        return [item.document for item in self.model.query(account_id, self.model.sk.startswith(f"{self.prefix}#"))]
-
-    def put(self, account_id: str, document: dict[str, Any], *, new: bool | None = None) -> bool:
-        """new=True: only if absent; new=False: only if present; None: either."""
-        condition = {True: self.model.sk.does_not_exist(), False: self.model.sk.exists(), None: None}[new]
-        try:
-            self.model(account_id, f"{self.prefix}#{document['id']}", document=document).save(condition=condition)
-        except PutError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-    def delete(self, account_id: str, item_id: str) -> None:
-        self.model(account_id, f"{self.prefix}#{item_id}").delete()
-
-
-class DocumentRepository(_Items):
-    model = DocumentModel
+class DocumentRepository(AccountItems):
+    model = AccountItemModel
     prefix = "doc"
 
 
-class ExtractionSchemaRepository(_Items):
-    model = ExtractionSchemaModel
+class ExtractionSchemaRepository(AccountItems):
+    model = AccountItemModel
     prefix = "xsc"
+
+
+class TemplateRepository(AccountItems):
+    model = AccountItemModel
+    prefix = "tpl"

@@ -270,20 +270,9 @@ class DeliveryAttemptModel(Model):
     expires_at = TTLAttribute(null=True)
 
 
-class DocumentModel(Model):
-    """A stored document (`doc#<id>` in the workflows table); its bytes are in the payload
-    bucket under `documents/<account>/<id>/<filename>`."""
-
-    class Meta(_WorkflowsTable):
-        pass
-
-    account_id = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    document = JSONAttribute()
-
-
-class ExtractionSchemaModel(Model):
-    """A reusable extraction schema for document.extract (`xsc#<id>`)."""
+class AccountItemModel(Model):
+    """One JSON document of an account, kept in its partition of the workflows table:
+    `doc#<id>` (documents), `xsc#<id>` (extraction schemas), `tpl#<id>` (saved templates)."""
 
     class Meta(_WorkflowsTable):
         pass

@@ -64,7 +64,9 @@ def trigger_problems(trigger: dict[str, Any], path: str) -> list[tuple[str, str]
     """Problems of a request, error or threshold trigger, by field path. Normalises the
     condition aliases (`statusCode`, `timeWindow`) in place."""
     problems: list[tuple[str, str]] = []
-    if not isinstance(trigger.get("bucket_id"), str) or not trigger["bucket_id"]:
+    bucket_id = trigger.get("bucket_id")
+    # A disabled trigger may wait for its bucket (a workflow made from a template, say).
+    if (bucket_id is not None or trigger.get("enabled", True)) and (not isinstance(bucket_id, str) or not bucket_id):
         problems.append((f"{path}.bucket_id", "is required: the bucket whose traffic this trigger watches"))
     conditions = trigger.get("conditions", [])
     threshold = trigger.get("type") == "threshold"
