@@ -44,3 +44,17 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, str):
         return _mask_url_credentials(value)
     return value
+
+
+def mask_url(value: str) -> str:
+    """A URL that may carry a token in its path or query (a Slack webhook, say): its
+    scheme and host stay, the rest is masked."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return MASK
+    if not parts.scheme or not parts.hostname:
+        return MASK
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    rest = f"/{MASK}" if parts.path.strip("/") or parts.query else parts.path
+    return f"{parts.scheme}://{host}{rest}"

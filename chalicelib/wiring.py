@@ -46,7 +46,8 @@ def runtime():
         steps=Queue(sqs, settings.table_name("steps")), deliveries=Queue(sqs, settings.table_name("deliveries")),
         settings=settings, integrations=integration_service(),
     )
-    engine.emit = lambda *event: lifecycle().emit(*event)
+    engine.emit = lambda *event, **how: lifecycle().emit(*event, **how)
+    engine.route_event = lambda account_id, event, depth: event_service().route(account_id, event, depth=depth)
     return engine
 
 
@@ -140,7 +141,8 @@ def lifecycle():
     from chalicelib.services.lifecycle import Lifecycle
     from chalicelib.store.webhooks import WebhookRepository
 
-    return Lifecycle(WebhookRepository(), queue=lambda: runtime().delivery_queue, router=event_service)
+    return Lifecycle(WebhookRepository(), queue=lambda: runtime().delivery_queue, steps=lambda: runtime().step_queue,
+                     router=event_service)
 
 
 @functools.lru_cache(maxsize=1)

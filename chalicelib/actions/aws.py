@@ -3,14 +3,15 @@ of those names through boto3.
 
 Whose credentials: an `aws.*` call runs as `role_arn` (usually from an `aws`
 integration's config) or else the deployment's actions role (`SLUICE_ACTIONS_ROLE_ARN`),
-assumed through STS; without either it runs as the step worker itself, which may touch
-none of Sluice's own resources (`sluice-<stage>-*`): a workflow cannot read the API keys
-table by naming it."""
+assumed through STS with the Sluice account as external id; without either it runs as
+the step worker itself. Whatever the role, a call may not name Sluice's own resources:
+a workflow cannot read the API keys table, or put events on Sluice's bus, by naming them."""
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -27,23 +28,25 @@ RETRYABLE_CODES = frozenset({
 })
 _ANY: dict = {}
 _credentials_lock = threading.Lock()
-_assumed: dict[str, tuple[float, dict[str, str]]] = {}
+_assumed: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
 
 
 def _credentials(role_arn: str, ctx: ActionContext) -> dict[str, str]:
     """Temporary credentials of the role, reused until five minutes before they expire."""
     with _credentials_lock:
-        cached = _assumed.get(role_arn)
+        cached = _assumed.get((role_arn, ctx.account_id))
         if cached and cached[0] - 300 > time.time():
             return cached[1]
     from chalicelib.wiring import aws_client
 
-    answer = aws_client("sts").assume_role(RoleArn=role_arn, RoleSessionName=f"sluice-{ctx.account_id}"[:64])
+    # The account is the external id: a role trusts one Sluice account, not all of them.
+    answer = aws_client("sts").assume_role(RoleArn=role_arn, RoleSessionName=f"sluice-{ctx.account_id}"[:64],
+                                           ExternalId=ctx.account_id)
     raw = answer["Credentials"]
     credentials = {"aws_access_key_id": raw["AccessKeyId"], "aws_secret_access_key": raw["SecretAccessKey"],
                    "aws_session_token": raw["SessionToken"]}
     with _credentials_lock:
-        _assumed[role_arn] = (raw["Expiration"].timestamp(), credentials)
+        _assumed[(role_arn, ctx.account_id)] = (raw["Expiration"].timestamp(), credentials)
     return credentials
 
 
@@ -68,16 +71,28 @@ def _client(service: str, input: dict, ctx: ActionContext):
 
 
 def _guard(input: dict, *names: str) -> None:
-    """Without a role of its own, a call may not name Sluice's own resources."""
-    settings = get_settings()
-    if input.get("role_arn") or settings.actions_role_arn:
-        return
-    own = f"sluice-{settings.stage}-"
+    """A call may not name Sluice's own resources (its tables, queues, bus, bucket,
+    functions: `sluice-<stage>` and what follows it), whatever the role, in any field or
+    ARN; nor put events that claim a Sluice account."""
+    own = re.compile(rf"sluice-{re.escape(get_settings().stage)}(?![A-Za-z0-9])")
+
+    def strings(value: Any):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+
     for name in names:
-        value = str(input.get(name) or "")
-        if own in value:
-            raise ActionError("BLOCKED_DESTINATION", f"{name}: Sluice's own resources ({own}*) are not reachable "
-                                                     "from a workflow")
+        for text in strings(input.get(name)):
+            if own.search(text):
+                raise ActionError("BLOCKED_DESTINATION", f"{name}: Sluice's own resources are not reachable "
+                                                         "from a workflow")
+            if text.startswith("sluice:account:"):
+                raise ActionError("BLOCKED_DESTINATION", f"{name}: events may not name a Sluice account")
 
 
 def _mapped(error: Exception, operation: str) -> ActionError:
@@ -156,7 +171,9 @@ def sns_publish(input: dict, ctx: ActionContext) -> dict:
 
 
 def eventbridge_put(input: dict, ctx: ActionContext) -> dict:
-    _guard(input, "event_bus_name")
+    _guard(input, "event_bus_name", "resources")
+    if str(input["source"]).startswith("aws."):
+        raise ActionError("BLOCKED_DESTINATION", "source: events may not claim to come from AWS")
     entry = {"Source": input["source"], "DetailType": input["detail_type"], "Detail": _text(input.get("detail", {})),
              "EventBusName": input.get("event_bus_name"), "Resources": input.get("resources")}
     answer = _call(_client("events", input, ctx), "put_events",

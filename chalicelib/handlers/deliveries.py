@@ -105,13 +105,18 @@ class Deliveries:
         if found is None or not found[0].get("enabled", True):
             return  # deleted or disabled since: nothing more to send
         document, secret = found
+        number = int(message.get("attempt", 1))
+        if not self.log.claim(account_id, webhook_id, event["id"], number):
+            return  # this attempt was made already (a redelivered message)
         payload = {"id": event["id"], "type": event["type"], "created_at": event["time"], "data": event["data"]}
         attempted_at = epoch_iso(self.clock())
         attempt = self._post(document["url"], payload, secret)
+        # The next attempt is queued before the log is written: a failed log write must
+        # not cost the retries (the redelivered message finds its claim and stops).
         retry_at = self._next(message, attempt)
         self.log.add(account_id, webhook_id, {
             "id": derived_id("dlv", f"{webhook_id}:{event['id']}"), "event_id": event["id"],
-            "event_type": event["type"], "attempt": int(message.get("attempt", 1)), "status_code": attempt.status_code,
+            "event_type": event["type"], "attempt": number, "status_code": attempt.status_code,
             "error": attempt.error, "duration_ms": attempt.duration_ms, "attempted_at": attempted_at,
             "succeeded": attempt.ok, "next_attempt_at": epoch_iso(retry_at) if retry_at else None,
         })

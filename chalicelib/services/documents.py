@@ -18,8 +18,6 @@ FILENAME_MAX = 255
 
 
 class DocumentNotFoundError(NotFoundError):
-    code = "DOCUMENT_NOT_FOUND"
-
     def __init__(self, document_id: str) -> None:
         super().__init__(f"no document '{document_id}'", [detail("id", document_id)])
 

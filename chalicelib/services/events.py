@@ -17,6 +17,7 @@ from chalicelib.triggers.filters import matches
 DOCUMENTS_PREFIX = "documents/"
 ACCOUNT_RESOURCE = re.compile(r"^sluice:account:(acc_[a-z2-7]+)$")
 SOURCE_MAX = 256
+MAX_CHAIN = 5  # lifecycle events of executions that lifecycle events started, and so on
 DESCRIPTION_MAX = 1000
 
 
@@ -127,13 +128,19 @@ class EventService:
         matched, executions = self.route(account_id, event)
         return {"id": event["id"], "matched_triggers": matched, "execution_ids": executions}
 
-    def route(self, account_id: str, event: dict[str, Any]) -> tuple[list[str], list[str]]:
+    def route(self, account_id: str, event: dict[str, Any], depth: int = 0) -> tuple[list[str], list[str]]:
         """Starts every enabled event trigger of the account whose type and filters match.
         The execution id derives from (trigger, event id): a redelivered event starts
-        nothing new."""
+        nothing new. `depth` is how many triggered executions led to this event: past
+        MAX_CHAIN nothing starts (two workflows triggered by each other's completion
+        would otherwise go on forever)."""
         from chalicelib.store.models import TriggerModel, match_key
 
         matched, executions = [], []
+        if depth >= MAX_CHAIN:
+            logger.warning("event not routed: too long a chain of triggered executions",
+                           extra={"event_id": event["id"], "event_type": event["type"], "depth": depth})
+            return matched, executions
         key = match_key(account_id, {"type": "event", "event": event["type"]})
         for item in TriggerModel.by_match.query(key):
             spec = dict(item.spec)
@@ -146,7 +153,8 @@ class EventService:
             if not matches(spec.get("filters"), event["data"], context):
                 continue
             execution_id = self.starter.try_start(account_id, item.workflow_id, item.id, spec, kind="event",
-                                                  data=event["data"], names={"event": event}, firing=event["id"])
+                                                  data=event["data"], names={"event": event}, firing=event["id"],
+                                                  depth=depth + 1 if event["type"] in LIFECYCLE_EVENTS else 0)
             if execution_id:
                 matched.append(item.id)
                 executions.append(execution_id)

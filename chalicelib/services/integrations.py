@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from chalicelib.errors import IntegrationMissingError, NotFoundError, ValidationError, detail
 from chalicelib.ids import is_id, new_id, now_iso
-from chalicelib.secrets import MASK, mask_secrets
+from chalicelib.secrets import MASK, mask_secrets, mask_url
 
 INTEGRATION_TYPES = ("slack", "email", "webhook", "jira", "pagerduty", "activepieces", "aws")
 # The config each type cannot work without (the action's other fields may come from a step).
@@ -17,19 +17,53 @@ REQUIRED_CONFIG = {
     "activepieces": ("webhook_url",), "email": (), "aws": (),
 }
 FIELDS = ("name", "integration_type", "config", "workflow_id", "description")
+# The actions each type of integration may configure (a prefix ends with a dot).
+ACTIONS = {
+    "slack": ("slack.post_message",), "email": ("email.send",), "webhook": ("core.http",),
+    "jira": ("jira.create_issue",), "pagerduty": ("pagerduty.create_incident",),
+    "activepieces": ("activepieces.trigger_flow",), "aws": ("aws.", "document.parse"),
+}
+# Where a call goes: when an integration gives one, a step cannot send its credentials
+# elsewhere.
+DESTINATIONS = ("url", "webhook_url", "base_url", "events_url", "queue_url", "topic_arn", "bucket", "table_name",
+                "function_name", "event_bus_name", "role_arn", "region")
+
+
+class IntegrationMismatch(Exception):
+    pass
+
+
+def with_integration(integration: dict[str, Any], action: str, rendered: dict[str, Any]) -> dict[str, Any]:
+    """A step's input with its integration's config: the config fills in what the step
+    does not give, and its destinations always win. Only the actions of the
+    integration's type may use it (a `core.echo` must not read a Slack URL back)."""
+    kind = integration["integration_type"]
+    if not any(action == allowed or (allowed.endswith(".") and action.startswith(allowed))
+               for allowed in ACTIONS.get(kind, ())):
+        raise IntegrationMismatch(f"a {kind} integration cannot configure {action} "
+                                  f"(it can: {', '.join(ACTIONS.get(kind, ()))})")
+    config = integration.get("config") or {}
+    merged = {**config, **rendered}
+    merged.update({key: config[key] for key in DESTINATIONS if key in config})
+    return merged
+
+
+def shown_input(merged: dict[str, Any], integration: dict[str, Any]) -> dict[str, Any]:
+    """What a step record shows of an input its integration configured: the config's URLs
+    without their paths (which may carry tokens); secret keys are masked later anyway."""
+    config = integration.get("config") or {}
+    return {k: (mask_url(v) if k in config and isinstance(v, str) and "://" in v else v) for k, v in merged.items()}
 NAME_MAX = 200
 
 
 class IntegrationNotFoundError(NotFoundError):
-    code = "INTEGRATION_NOT_FOUND"
-
     def __init__(self, integration_id: str) -> None:
         super().__init__(f"no integration '{integration_id}'", [detail("id", integration_id)])
 
 
 def _unmask(new: Any, old: Any) -> Any:
     """A masked value sent back (a GET body PUT again) stands for the stored one."""
-    if new == MASK:
+    if new == MASK or (isinstance(old, str) and "://" in old and new == mask_url(old)):
         return old
     if isinstance(new, dict) and isinstance(old, dict):
         return {k: _unmask(v, old.get(k)) for k, v in new.items()}
@@ -42,7 +76,9 @@ class IntegrationService:
 
     @staticmethod
     def view(document: dict[str, Any]) -> dict[str, Any]:
-        return dict(document, config=mask_secrets(document.get("config") or {}))
+        config = mask_secrets(document.get("config") or {})
+        return dict(document, config={k: (mask_url(v) if isinstance(v, str) and "://" in v and v != MASK else v)
+                                      for k, v in config.items()})
 
     def get(self, account_id: str, integration_id: str) -> dict[str, Any]:
         found = self.repository.get(account_id, integration_id) if is_id(integration_id, "int") else None
@@ -66,7 +102,7 @@ class IntegrationService:
         name = body.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
             raise ValidationError.for_field("name", f"is required: a string of at most {NAME_MAX} characters")
-        kind = body.get("integration_type", body.get("type"))
+        kind = body.get("integration_type")
         if kind not in INTEGRATION_TYPES:
             raise ValidationError.for_field("integration_type", "must be one of " + ", ".join(INTEGRATION_TYPES))
         config = body.get("config", {})

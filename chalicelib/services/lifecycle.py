@@ -46,25 +46,28 @@ def _schedules(document: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 
 class Lifecycle:
-    def __init__(self, webhooks: Any, queue: Callable[[], Any], router: Callable[[], Any],
+    def __init__(self, webhooks: Any, queue: Callable[[], Any], steps: Callable[[], Any], router: Callable[[], Any],
                  cache_seconds: float = CACHE_SECONDS) -> None:
         self.webhooks = webhooks  # store.webhooks.WebhookRepository
         self._queue = queue  # the deliveries queue, resolved on first use
+        self._steps = steps  # the step queue: event triggers are matched by the step worker
         self._router = router  # services.events.EventService, resolved on first use
         self._subscriptions = _TtlCache(cache_seconds)
         self._triggers = _TtlCache(cache_seconds)
 
     def emit(self, account_id: str, event_type: str, data: dict[str, Any], event_id: str | None = None, *,
-             fresh: bool = False) -> None:
+             fresh: bool = False, depth: int = 0) -> None:
         """`event_id` for an event that may also arrive another way (a document: the API and
-        S3 both say so); `fresh` to look for triggers now rather than trust the cache."""
+        S3 both say so); `fresh` to match triggers now, in this request, rather than trust
+        the cache and leave the matching to the step worker; `depth`, how many triggered
+        executions led here (a chain of them stops at services.events.MAX_CHAIN)."""
         try:
-            self._emit(account_id, event_type, data, event_id, fresh)
+            self._emit(account_id, event_type, data, event_id, fresh, depth)
         except Exception:
             logger.exception("lifecycle event not emitted", extra={"event_type": event_type})
 
     def _emit(self, account_id: str, event_type: str, data: dict[str, Any], event_id: str | None,
-              fresh: bool) -> None:
+              fresh: bool, depth: int) -> None:
         from chalicelib.store.models import TriggerModel, match_key
 
         event = envelope(event_type, data, "sluice", event_id=event_id)
@@ -75,9 +78,10 @@ class Lifecycle:
         if messages:
             self._queue().send(messages)
         key = match_key(account_id, {"type": "event", "event": event_type})
-        if fresh or self._triggers.get(key, lambda: next(iter(TriggerModel.by_match.query(key, limit=1)), None)
-                                       is not None):
-            self._router().route(account_id, event)
+        if fresh:
+            self._router().route(account_id, event, depth=depth)
+        elif self._triggers.get(key, lambda: next(iter(TriggerModel.by_match.query(key, limit=1)), None) is not None):
+            self._steps().send([({"k": "event", "a": account_id, "ev": event, "d": depth}, 0)])
 
     # -- what the workflow writes emit ---------------------------------------------------
 

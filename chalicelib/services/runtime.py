@@ -118,8 +118,10 @@ class Runtime:
                  clock: Callable[[], float] = time.time) -> None:
         self.executions = executions
         self.integrations = integrations  # services.integrations.IntegrationService
-        # (account_id, event type, data): the lifecycle events (services.lifecycle).
-        self.emit: Callable[[str, str, dict[str, Any]], None] = lambda *event: None
+        # The lifecycle events (services.lifecycle): emit(account_id, type, data, depth=…),
+        # and route_event(account_id, event, depth) for the ones that reach event triggers.
+        self.emit: Callable[..., None] = lambda *event, **how: None
+        self.route_event: Callable[[str, dict[str, Any], int], Any] = lambda *event: None
         self.workflows = workflows
         self.payloads = payloads
         self.step_queue = steps
@@ -202,7 +204,7 @@ class Runtime:
             depth=depth, callback=callback, due_shard=due_shard(execution_id), due_at=int(min(now + WATCHDOG, deadline)),
         )
         self.executions.create(item)
-        self.emit(account_id, "workflow.executed", _execution_data(item))
+        self.emit(account_id, "workflow.executed", _execution_data(item), depth=depth)
         loaded = Loaded(item, document, plan, {}, State(ExecutionStatus.QUEUED))
         self._carry_out(loaded, decide(plan, loaded.state), inline=False)
         return item
@@ -214,6 +216,9 @@ class Runtime:
         kind = message.get("k", "run")
         if kind == "purge":
             self.purge_workflow(message["a"], message["w"], message.get("c"))
+            return
+        if kind == "event":  # a lifecycle event for the account's event triggers
+            self.route_event(message["a"], message["ev"], int(message.get("d", 0)))
             return
         account_id, execution_id = message["a"], message["e"]
         item = self.executions.get(account_id, execution_id)
@@ -287,14 +292,10 @@ class Runtime:
             attempt=attempt, timeout=step.timeout, allow_private_networks=self.settings.allow_private_networks,
             now=self.clock,
         )
-        defaults = None
+        integration = None
         if step.integration:
-            integration = self.integrations.resolver(loaded.account_id).find(step.integration)
-            if integration is None:
-                failed = AttemptFailed(name, "INTEGRATION_MISSING", f"integration '{step.integration}' is not configured")
-                return self._record(loaded, name, failed, token=token, attempt_started=now)
-            defaults = integration.get("config") or {}
-        outcome = run_attempt(step, attempt, previous, context, action_context, defaults=defaults)
+            integration = lambda: self.integrations.resolver(loaded.account_id).find(step.integration)  # noqa: E731
+        outcome = run_attempt(step, attempt, previous, context, action_context, integration=integration)
         fields = {"input": outcome.input}
         if outcome.approval is not None:
             fields["approval"] = outcome.approval
@@ -320,7 +321,8 @@ class Runtime:
             loaded.attempt_logs[name] = writes["attempt_log"]
         if record["status"] in (StepStatus.SUCCEEDED.value, StepStatus.FAILED.value):
             self.emit(loaded.account_id, "execution.step_completed",
-                      dict(_execution_data(loaded.item), step=name, step_status=record["status"]))
+                      dict(_execution_data(loaded.item), step=name, step_status=record["status"]),
+                      depth=int(loaded.item.depth or 0))
         state.records[name] = record
         loaded.state = state
         self._schedule_timers(loaded, name, record, commands)
@@ -697,7 +699,7 @@ class Runtime:
         if item.triggered_by == "schedule" and item.trigger_id:
             self._update_schedule(item)
         kind = "execution.completed" if status == ExecutionStatus.SUCCEEDED else "execution.failed"
-        self.emit(item.account_id, kind, _execution_data(item))
+        self.emit(item.account_id, kind, _execution_data(item), depth=int(item.depth or 0))
         if item.callback:
             self.delivery_queue.send([({"kind": "callback", "a": item.account_id, "e": item.id, "attempt": 1}, 0)])
         if item.parent_execution_id:

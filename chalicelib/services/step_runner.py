@@ -59,10 +59,10 @@ def run_attempt(
     record: dict[str, Any],
     context: dict[str, Any],
     action_context: ActionContext,
-    defaults: dict[str, Any] | None = None,
+    integration: Callable[[], dict[str, Any] | None] | None = None,
 ) -> Outcome:
-    """`defaults` (the config of the step's integration) fill in what the rendered input
-    does not give."""
+    """`integration` finds the step's integration (None: it is gone), whose config
+    configures the action; it is looked up only when the step is about to run."""
     fresh = record.get("status") in (None, StepStatus.PENDING.value)  # first run, or reset by a redrive
     if not record.get("approved"):
         # A redrive resets the approval: a rejected step must not run again without one.
@@ -80,14 +80,25 @@ def run_attempt(
         rendered = render_value(step.input, context)
     except TemplateError as error:
         return _failed(step.name, error)
-    if defaults and isinstance(rendered, dict):
-        rendered = {**defaults, **rendered}
-    problems = input_problems(step.action, rendered)
+    spec = REGISTRY.get(step.action)
+    given = rendered  # what the action gets; `rendered` is what the record shows
+    if integration is not None:
+        from chalicelib.services.integrations import IntegrationMismatch, shown_input, with_integration
+
+        found = integration()
+        if found is None:
+            return Outcome(AttemptFailed(step.name, "INTEGRATION_MISSING",
+                                         f"integration '{step.integration}' is not configured"), rendered)
+        try:
+            given = with_integration(found, spec.ref, rendered if isinstance(rendered, dict) else {})
+        except IntegrationMismatch as error:
+            return Outcome(AttemptFailed(step.name, "INVALID_INPUT", str(error)), rendered)
+        rendered = shown_input(given, found)
+    problems = input_problems(step.action, given)
     if problems:
         return Outcome(AttemptFailed(step.name, "INVALID_INPUT", "; ".join(problems)), rendered)
 
-    spec = REGISTRY.get(step.action)
-    future = _POOL.submit(spec.run, rendered, action_context)
+    future = _POOL.submit(spec.run, given, action_context)
     try:
         result = future.result(timeout=action_context.timeout)
     except concurrent.futures.TimeoutError:

@@ -19,8 +19,6 @@ TEMPLATE_FIELDS = ("type", "tags", "param_schema", "out_schema", "definition", "
 
 
 class TemplateNotFoundError(NotFoundError):
-    code = "TEMPLATE_NOT_FOUND"
-
     def __init__(self, template_id: str) -> None:
         super().__init__(f"no template '{template_id}'", [detail("template_id", template_id)])
 

@@ -31,8 +31,6 @@ BUCKET_FIELDS = ("name", "environment", "description")
 
 
 class BucketNotFoundError(NotFoundError):
-    code = "BUCKET_NOT_FOUND"
-
     def __init__(self, bucket_id: str) -> None:
         super().__init__(f"no bucket '{bucket_id}'", [detail("bucket_id", bucket_id)])
 

@@ -80,7 +80,7 @@ class TriggerStarter:
 
     def start(self, account_id: str, workflow_id: str, trigger_id: str, spec: dict[str, Any], *,
               kind: str, data: Any, names: dict[str, Any] | None = None, firing: str,
-              workflow: dict[str, Any] | None = None) -> str:
+              workflow: dict[str, Any] | None = None, depth: int = 0) -> str:
         """Starts the workflow for one firing of a trigger and returns the execution id.
         `firing` identifies the firing (a fire time, an event id, a record): the same
         firing always yields the same execution. `names` are the extra template names
@@ -92,7 +92,7 @@ class TriggerStarter:
         execution_id = derived_id("ex", f"{trigger_id}:{firing}")
         try:
             self.runtime.start(account_id, workflow, parameters, triggered_by=kind, trigger_id=trigger_id,
-                               trigger=trigger, execution_id=execution_id)
+                               trigger=trigger, execution_id=execution_id, depth=depth)
         except PutError as error:
             if error.cause_response_code != "ConditionalCheckFailedException":
                 raise

@@ -16,8 +16,6 @@ SECRET_MIN, SECRET_MAX = 8, 256
 
 
 class WebhookNotFoundError(NotFoundError):
-    code = "WEBHOOK_NOT_FOUND"
-
     def __init__(self, webhook_id: str) -> None:
         super().__init__(f"no webhook '{webhook_id}'", [detail("id", webhook_id)])
 

@@ -233,18 +233,6 @@ class BucketModel(Model):
     document = JSONAttribute()
 
 
-class IntegrationModel(Model):
-    """A connection to an outside service (`int#<id>` in the workflows table); its config
-    holds secrets, which only the step that uses it ever sees unmasked."""
-
-    class Meta(_WorkflowsTable):
-        pass
-
-    account_id = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    document = JSONAttribute()
-
-
 class WebhookModel(Model):
     """An event-webhook subscription (`whk#<id>` in the workflows table); its secret is
     write-only."""
@@ -272,7 +260,8 @@ class DeliveryAttemptModel(Model):
 
 class AccountItemModel(Model):
     """One JSON document of an account, kept in its partition of the workflows table:
-    `doc#<id>` (documents), `xsc#<id>` (extraction schemas), `tpl#<id>` (saved templates)."""
+    `int#<id>` (integrations; their config holds secrets), `doc#<id>` (documents),
+    `xsc#<id>` (extraction schemas), `tpl#<id>` (saved templates)."""
 
     class Meta(_WorkflowsTable):
         pass

@@ -47,6 +47,18 @@ class WebhookRepository:
 
 
 class DeliveryLog:
+    def claim(self, account_id: str, webhook_id: str, event_id: str, attempt: int) -> bool:
+        """True the first time only: a redelivered queue message must not POST again."""
+        item = DeliveryAttemptModel(f"{account_id}#{webhook_id}#claims", f"{event_id}#{attempt:02d}", record={},
+                                    expires_at=datetime.now(timezone.utc) + LOG_RETENTION)
+        try:
+            item.save(condition=DeliveryAttemptModel.attempt_key.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def add(self, account_id: str, webhook_id: str, record: dict[str, Any]) -> None:
         key = f"{record['attempted_at']}#{record['id']}#{record['attempt']:02d}"
         DeliveryAttemptModel(f"{account_id}#{webhook_id}", key, record=record,

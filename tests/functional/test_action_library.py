@@ -200,21 +200,34 @@ def test_a_missing_lambda_is_a_clear_error(api, workers):
 @pytest.mark.parametrize(("action", "input"), [
     ("aws.dynamodb_query", {"table_name": "sluice-test-api-keys", "key_condition_expression": "key_hash = :k",
                             "expression_attribute_values": {":k": "x"}}),
+    ("aws.dynamodb_put", {"table_name": "arn:aws:dynamodb:us-east-1:123456789012:table/sluice-test-workflows",
+                          "item": {"account_id": "x", "sk": "y"}}),
     ("aws.sqs_send", {"queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/sluice-test-steps",
                       "message_body": "x"}),
     ("aws.s3_put", {"bucket": "sluice-test-payloads-123456789012-us-east-1", "key": "k", "body": "x"}),
+    ("aws.eventbridge_put", {"event_bus_name": "sluice-test", "source": "shop", "detail_type": "order.placed"}),
+    ("aws.eventbridge_put", {"event_bus_name": "arn:aws:events:us-east-1:123456789012:event-bus/sluice-test",
+                             "source": "shop", "detail_type": "order.placed"}),
+    ("aws.eventbridge_put", {"source": "shop", "detail_type": "order.placed",
+                             "resources": ["sluice:account:acc_aaaaaaaaaaaaaaaaaaaaaaaa"]}),
+    ("aws.eventbridge_put", {"source": "aws.s3", "detail_type": "Object Created"}),
+    ("aws.lambda_invoke", {"function_name": "sluice-test-step_worker"}),
 ])
 def test_sluices_own_resources_are_out_of_reach(api, workers, action, input):
     step = run_step(api, action, input)
     assert step["error"]["code"] == "BLOCKED_DESTINATION" and step["attempts"] == 1
 
 
-def test_a_role_is_assumed_when_given(api, workers):
+def test_a_role_is_assumed_with_the_account_as_external_id(api, tenant, workers):
+    from moto.sts.models import sts_backends
+
     boto3.client("s3").create_bucket(Bucket="tenant-data")
     role = "arn:aws:iam::123456789012:role/tenant-actions"
     step = run_step(api, "aws.s3_put", {"bucket": "tenant-data", "key": "k", "body": "x", "role_arn": role})
     assert step["status"] == "succeeded", step["error"]
-    # With its own role a step may name any resource: the role's policy is the limit.
-    allowed = run_step(api, "aws.s3_put", {"bucket": "sluice-test-payloads-123456789012-us-east-1", "key": "k",
+    assumed = [r for r in sts_backends["123456789012"]["global"].assumed_roles if r.role_arn == role]
+    assert [r.external_id for r in assumed] == [tenant.account_id]
+    # A role of its own does not open Sluice's resources.
+    blocked = run_step(api, "aws.s3_put", {"bucket": "sluice-test-payloads-123456789012-us-east-1", "key": "k",
                                            "body": "x", "role_arn": role})
-    assert allowed["status"] == "succeeded"
+    assert blocked["error"]["code"] == "BLOCKED_DESTINATION"

@@ -33,7 +33,7 @@ def test_subscriptions_keep_their_secret_to_themselves(api, subscribed):
     cleared = api.patch(f"/api/v1/webhooks/{subscribed['id']}", {"secret": None}).data
     assert cleared["has_secret"] is False
     assert api.delete(f"/api/v1/webhooks/{subscribed['id']}").status == 200
-    assert api.get(f"/api/v1/webhooks/{subscribed['id']}").error["code"] == "WEBHOOK_NOT_FOUND"
+    assert api.get(f"/api/v1/webhooks/{subscribed['id']}").error["code"] == "NOT_FOUND"
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -119,6 +119,38 @@ def test_lifecycle_events_start_event_triggers_but_never_their_own_workflow(api,
     assert detail["steps"][0]["output"] == {"id": other["id"]}
     time.sleep(0.5)  # the watcher's own completion must not start it again
     assert len(api.get(f"/api/v1/workflows/{watcher['id']}/executions").data) == 1
+
+
+def test_two_workflows_triggered_by_each_other_stop_after_a_few_rounds(api, workers):
+    from chalicelib.services.events import MAX_CHAIN
+
+    first = create_workflow(api, {"steps": [{"name": "a", "action": "core.noop"}]}, name="Ping",
+                            triggers=[{"type": "event", "event": "execution.completed"}])
+    second = create_workflow(api, {"steps": [{"name": "b", "action": "core.noop"}]}, name="Pong",
+                             triggers=[{"type": "event", "event": "execution.completed"}])
+
+    def runs():
+        return (len(api.get(f"/api/v1/workflows/{first['id']}/executions?limit=100").data)
+                + len(api.get(f"/api/v1/workflows/{second['id']}/executions?limit=100").data))
+
+    assert execute(api, first).data["status"] == "succeeded"
+    # The manual run, then MAX_CHAIN executions each started by the previous one's completion.
+    wait_for(lambda: runs() == 1 + MAX_CHAIN, timeout=20)
+    time.sleep(1.0)
+    assert runs() == 1 + MAX_CHAIN
+
+
+def test_a_redelivered_message_posts_once(api, tenant, workers, sink):
+    from chalicelib import wiring
+    from chalicelib.services.events import envelope
+
+    hook = api.post("/api/v1/webhooks", {"url": sink.url("/once"), "events": ["*"]}).data
+    message = {"kind": "webhook", "a": tenant.account_id, "w": hook["id"], "attempt": 1,
+               "event": envelope("workflow.created", {"workflow_id": "wf_x"}, "sluice")}
+    wiring.deliveries().deliver(message)
+    wiring.deliveries().deliver(message)
+    assert len(sink.to("/once")) == 1
+    assert [d["attempt"] for d in api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").data] == [1]
 
 
 def test_retries_follow_the_schedule_and_every_attempt_is_logged(api, tenant, workers, sink):

@@ -41,7 +41,7 @@ def test_update_at_both_forms_keeps_a_masked_secret(api, tenant, slack):
     assert renamed.status == 200 and renamed.data["name"] == "Alerts" and renamed.data["config"]["channel"] == "#ops"
     assert api.delete(f"/api/v1/integrations?id={slack['id']}").status == 200
     assert api.get(f"/api/v1/integrations/{slack['id']}").status == 404
-    assert api.delete(f"/api/v1/integrations/{slack['id']}").error["code"] == "INTEGRATION_NOT_FOUND"
+    assert api.delete(f"/api/v1/integrations/{slack['id']}").error["code"] == "NOT_FOUND"
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -92,7 +92,45 @@ def test_a_step_merges_its_integration_config_into_its_input(api, workers, sink)
     [received] = sink.to("/crm")
     assert received.json == {"user": "ada"} and received.header("Authorization") == "Bearer s3cret"
     step = reply.data["steps"][0]
-    assert step["input"]["headers"] == {"Authorization": "********"} and step["input"]["url"] == sink.url("/crm")
+    # The integration's URL may carry a token in its path: the record keeps its host only.
+    assert step["input"]["headers"] == {"Authorization": "********"}
+    assert step["input"]["url"] == sink.url("/********")
+    shown = api.get(f"/api/v1/integrations/{hook['id']}").data["config"]
+    assert shown == {"url": sink.url("/********"), "method": "POST", "headers": {"Authorization": "********"}}
+
+
+def test_an_integration_configures_only_its_own_kind_of_action(api, workers, sink):
+    slack = api.post("/api/v1/integrations", {"name": "slack", "integration_type": "slack",
+                                              "config": {"webhook_url": sink.url("/T000/B000/secret")}}).data
+    echo = create_workflow(api, {"steps": [{"name": "leak", "action": "core.echo", "integration": "slack",
+                                            "input": {}}]}, name="Leak")
+    step = execute(api, echo).data["steps"][0]
+    assert step["error"]["code"] == "INVALID_INPUT" and step["output"] is None
+    assert "slack integration cannot configure core.echo" in step["error"]["message"]
+    # A step cannot send the integration's credentials somewhere else.
+    redirect = create_workflow(api, {"steps": [{"name": "post", "action": "slack.post_message", "integration": slack["id"],
+                                                "input": {"text": "hi", "webhook_url": sink.url("/elsewhere")}}]},
+                               name="Redirect")
+    assert execute(api, redirect).data["status"] == "succeeded"
+    assert sink.to("/elsewhere") == [] and [r.json for r in sink.to("/T000/B000/secret")] == [{"text": "hi"}]
+
+
+def test_a_masked_url_sent_back_keeps_the_stored_one(api, tenant, workers, sink):
+    from chalicelib.wiring import integration_service
+
+    hook = api.post("/api/v1/integrations", {"name": "h", "integration_type": "webhook",
+                                             "config": {"url": "https://hooks.example.com/T1/B2/token"}}).data
+    assert hook["config"]["url"] == "https://hooks.example.com/********"
+    api.put(f"/api/v1/integrations/{hook['id']}", {"config": dict(hook["config"], method="PUT")})
+    stored = integration_service().get(tenant.account_id, hook["id"])["config"]
+    assert stored == {"url": "https://hooks.example.com/T1/B2/token", "method": "PUT"}
+
+
+def test_a_skipped_step_does_not_need_its_integration(api, workers):
+    wf = create_workflow(api, {"steps": [{"name": "send", "action": "webhook.send", "integration": "nowhere",
+                                          "when": "{{ false }}", "input": {"url": "https://example.com"}}]},
+                         name="Skipped")
+    assert execute(api, wf).data["steps"][0]["status"] == "skipped"
 
 
 def test_a_step_whose_integration_is_gone_fails_without_retrying(api, workers):

@@ -37,7 +37,7 @@ def test_every_category_has_built_in_templates(api, workers):
     one = api.get(f"/api/v1/templates/{listed[0]['id']}").data
     assert one == listed[0] and one["workflow"]["definition"]["steps"]
     assert api.get("/api/v1/templates?category=weather").status == 400
-    assert api.get("/api/v1/templates/tpl_aaaaaaaaaaaaaaaaaaaaaaaa").error["code"] == "TEMPLATE_NOT_FOUND"
+    assert api.get("/api/v1/templates/tpl_aaaaaaaaaaaaaaaaaaaaaaaa").error["code"] == "NOT_FOUND"
 
 
 def test_overrides_merge_objects_and_replace_lists(api, workers):

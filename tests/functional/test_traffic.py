@@ -116,7 +116,7 @@ def test_batch_limits(api, bucket):
         reply = api.post(f"/api/v1/buckets/{bucket['id']}/traffic", body)
         assert reply.status == 400 and reply.error["details"][0]["field"] == "records"
     unknown = api.post("/api/v1/buckets/bkt_aaaaaaaaaaaaaaaaaaaaaaaa/traffic", {"records": [rec()]})
-    assert unknown.status == 404 and unknown.error["code"] == "BUCKET_NOT_FOUND"
+    assert unknown.status == 404 and unknown.error["code"] == "NOT_FOUND"
 
 
 def test_a_batch_writes_each_minute_once_whatever_its_size(api, bucket, tenant, moto_gate):
