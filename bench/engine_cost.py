@@ -17,23 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import sys
 import threading
 import time
 from collections import Counter
 
-PROJECT_DIR = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_DIR))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from moto_env import PROJECT_DIR, prepare  # noqa: E402
 
-os.environ.update(
-    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
-    SLUICE_STAGE="bench", SLUICE_ALLOW_PRIVATE_NETWORKS="true",
-    SLUICE_PAYLOAD_BUCKET="sluice-bench-payloads-123456789012-us-east-1",
-)
-for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-    del os.environ[name]
+prepare(SLUICE_ALLOW_PRIVATE_NETWORKS="true")
 
 # AWS list prices, us-east-1.
 PRICES = {

@@ -11,21 +11,15 @@ the sizes of the items read, as DynamoDB charges a query (moto reports constants
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 import sys
 import time
 
-PROJECT_DIR = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_DIR))
-os.environ.update(
-    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
-    SLUICE_STAGE="bench", SLUICE_PAYLOAD_BUCKET="sluice-bench-payloads-123456789012-us-east-1",
-)
-for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-    del os.environ[name]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from moto_env import prepare  # noqa: E402
 
-sys.path.insert(0, str(PROJECT_DIR / "bench"))
+prepare()
+
 from engine_cost import item_size  # noqa: E402  (DynamoDB's item size rules)
 
 SIZES = (100, 10_000, 100_000)

@@ -13,6 +13,8 @@ from datetime import date, datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from chalicelib.schemas import pattern_problem
+
 FIELD_TYPES = ("string", "number", "date", "money")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 PATTERN_MAX = 500
@@ -143,15 +145,9 @@ def schema_problems(schema: Any, path: str = "schema") -> list[tuple[str, str]]:
         seen.add(name)
         if field.get("type", "string") not in FIELD_TYPES:
             problems.append((f"{where}.type", "must be one of " + ", ".join(FIELD_TYPES)))
-        pattern = field.get("pattern")
-        if pattern is not None:
-            if not isinstance(pattern, str) or len(pattern) > PATTERN_MAX:
-                problems.append((f"{where}.pattern", f"must be a regular expression of at most {PATTERN_MAX} characters"))
-            else:
-                try:
-                    re.compile(pattern)
-                except re.error as error:
-                    problems.append((f"{where}.pattern", f"is not a valid regular expression: {error}"))
+        problem = pattern_problem(field["pattern"], PATTERN_MAX) if field.get("pattern") is not None else None
+        if problem:
+            problems.append((f"{where}.pattern", problem))
         keywords = field.get("keywords")
         if keywords is not None and (not isinstance(keywords, list) or not all(isinstance(k, str) and k for k in keywords)):
             problems.append((f"{where}.keywords", "must be a list of non-empty strings"))

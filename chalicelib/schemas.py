@@ -61,3 +61,16 @@ def value_problems(schema: Any, value: Any, field: str) -> list[dict[str, str]]:
         return [detail(field + _path(e.absolute_path), e.message) for e in errors]
     except Exception as error:  # an unusable schema (checked at write time, but be safe)
         return [detail(field, f"the schema cannot be used: {type(error).__name__}: {error}")]
+
+
+def pattern_problem(pattern: Any, limit: int) -> str | None:
+    """Why a user's regular expression is unusable, or None."""
+    import re
+
+    if not isinstance(pattern, str) or len(pattern) > limit:
+        return f"must be a regular expression of at most {limit} characters"
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        return f"is not a valid regular expression: {error}"
+    return None

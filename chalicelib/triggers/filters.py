@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from chalicelib.engine.templating import TemplateError, is_template, render_string
+from chalicelib.schemas import pattern_problem
 
 MISSING = object()
 REGEX_MAX_PATTERN = 500
@@ -170,14 +171,8 @@ def filter_problems(filters: Any, path: str = "filters") -> list[tuple[str, str]
                         problems.append((f"{where}.{name}", "must be a list"))
                     elif name == "exists" and not isinstance(operand, bool):
                         problems.append((f"{where}.{name}", "must be true or false"))
-                    elif name == "regex":
-                        if not isinstance(operand, str) or len(operand) > REGEX_MAX_PATTERN:
-                            problems.append((f"{where}.{name}", f"must be a pattern of at most {REGEX_MAX_PATTERN} characters"))
-                        else:
-                            try:
-                                re.compile(operand)
-                            except re.error as error:
-                                problems.append((f"{where}.{name}", f"is not a valid regular expression: {error}"))
+                    elif name == "regex" and pattern_problem(operand, REGEX_MAX_PATTERN):
+                        problems.append((f"{where}.{name}", pattern_problem(operand, REGEX_MAX_PATTERN)))
     return problems
 
 
