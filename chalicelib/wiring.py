@@ -48,6 +48,7 @@ def runtime():
     )
     engine.emit = lambda *event, **how: lifecycle().emit(*event, **how)
     engine.route_event = lambda account_id, event, depth: event_service().route(account_id, event, depth=depth)
+    engine.fire_trigger = lambda message: traffic_ingest().fire(message)
     return engine
 
 
@@ -95,7 +96,8 @@ def traffic_ingest():
     from chalicelib.services.traffic import TrafficIngest
     from chalicelib.store.buckets import TrafficRepository
 
-    return TrafficIngest(bucket_service(), TrafficRepository(), trigger_starter())
+    engine = runtime()
+    return TrafficIngest(bucket_service(), TrafficRepository(), trigger_starter(), engine.payloads, engine.step_queue)
 
 
 @functools.lru_cache(maxsize=1)

@@ -122,6 +122,7 @@ class Runtime:
         # and route_event(account_id, event, depth) for the ones that reach event triggers.
         self.emit: Callable[..., None] = lambda *event, **how: None
         self.route_event: Callable[[str, dict[str, Any], int], Any] = lambda *event: None
+        self.fire_trigger: Callable[[dict[str, Any]], Any] = lambda message: None  # services.traffic
         self.workflows = workflows
         self.payloads = payloads
         self.step_queue = steps
@@ -219,6 +220,9 @@ class Runtime:
             return
         if kind == "event":  # a lifecycle event for the account's event triggers
             self.route_event(message["a"], message["ev"], int(message.get("d", 0)))
+            return
+        if kind == "fire":  # a traffic record's firing of a request or error trigger
+            self.fire_trigger(message)
             return
         account_id, execution_id = message["a"], message["e"]
         item = self.executions.get(account_id, execution_id)

@@ -108,10 +108,13 @@ class BucketService:
 
 
 class TrafficIngest:
-    def __init__(self, buckets: BucketService, traffic: Any, starter: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, buckets: BucketService, traffic: Any, starter: Any, payloads: Any, steps: Any,
+                 clock: Callable[[], float] = time.time) -> None:
         self.buckets = buckets
         self.traffic = traffic
         self.starter = starter
+        self.payloads = payloads  # records too large for a queue message
+        self.steps = steps  # the step queue: the step worker starts what a batch fires
         self.clock = clock
 
     def ingest(self, account_id: str, bucket_id: str, body: Any) -> dict[str, Any]:
@@ -139,9 +142,10 @@ class TrafficIngest:
 
     def _fire(self, account_id: str, bucket: dict[str, Any], records: list[tuple[int, dict[str, Any]]],
               batch: str) -> list[str]:
-        """Request and error triggers, matched in memory against every record. Each
-        workflow is read once per batch. A firing's execution id derives from (batch,
-        record index): the same batch sent again starts nothing new."""
+        """Request and error triggers, matched in memory against every record; each
+        firing goes to the step worker, so a batch of a thousand errors answers at once.
+        The answer lists the ids the executions will have: they derive from (trigger,
+        batch, record index), so the same batch sent again starts nothing new."""
         from chalicelib.services.triggering import NotStartable
         from chalicelib.store.models import TriggerModel, match_key
 
@@ -151,25 +155,43 @@ class TrafficIngest:
             if item.type not in ("request", "error") or not item.enabled:
                 continue
             try:
-                workflow = self.starter.workflow(account_id, item.workflow_id, item.spec)
+                self.starter.workflow(account_id, item.workflow_id, item.spec)  # read once per batch
             except NotStartable:
                 continue
-            triggers.append((item, workflow))
-        if not triggers:
-            return []
-        names = self.starter.bucket_names(account_id, bucket["id"], bucket)
-        executions = []
+            triggers.append(item)
+        executions, messages = [], []
         for index, record in records:
-            for item, workflow in triggers:
-                if not record_fires(item.spec, record):
-                    continue
-                execution_id = self.starter.try_start(
-                    account_id, item.workflow_id, item.id, dict(item.spec), kind=item.type,
-                    data={k: v for k, v in record.items() if k != "at"}, names={**record_context(record), **names},
-                    firing=f"{batch}:{index}", workflow=workflow)
-                if execution_id:
-                    executions.append(execution_id)
+            fired = [item for item in triggers if record_fires(item.spec, record)]
+            if not fired:
+                continue
+            data = {k: v for k, v in record.items() if k != "at"}
+            inline, ref = self.payloads.pack(f"traffic/{account_id}/{bucket['id']}/{batch}/{index}.json", data)
+            firing = f"{batch}:{index}"
+            for item in fired:
+                messages.append(({"k": "fire", "a": account_id, "b": bucket["id"], "t": item.id, "f": firing,
+                                  "r": inline, "ref": ref}, 0))
+                executions.append(self.starter.execution_id(item.id, firing))
+        self.steps.send(messages)
         return executions
+
+    def fire(self, message: dict[str, Any]) -> str | None:
+        """One firing of a request or error trigger (the step worker)."""
+        from pynamodb.exceptions import DoesNotExist
+
+        from chalicelib.store.models import TriggerModel
+
+        account_id = message["a"]
+        try:
+            item = TriggerModel.get(message["t"])
+            bucket = self.buckets.get(account_id, message["b"])
+        except (DoesNotExist, NotFoundError):
+            return None  # the trigger or its bucket is gone since
+        if item.type not in ("request", "error") or not item.enabled:
+            return None
+        data = self.payloads.load(message["r"], message["ref"])
+        names = {**record_context(data), **self.starter.bucket_names(account_id, bucket["id"], bucket)}
+        return self.starter.try_start(account_id, item.workflow_id, item.id, dict(item.spec), kind=item.type,
+                                      data=data, names=names, firing=message["f"])
 
 
 class ThresholdEvaluator:

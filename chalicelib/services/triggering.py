@@ -78,6 +78,11 @@ class TriggerStarter:
                 raise ParameterValidationError(f"{problems[0]['field']}: {problems[0]['message']}", problems)
         return parameters
 
+    @staticmethod
+    def execution_id(trigger_id: str, firing: str) -> str:
+        """The id of the execution one firing of a trigger starts, known before it does."""
+        return derived_id("ex", f"{trigger_id}:{firing}")
+
     def start(self, account_id: str, workflow_id: str, trigger_id: str, spec: dict[str, Any], *,
               kind: str, data: Any, names: dict[str, Any] | None = None, firing: str,
               workflow: dict[str, Any] | None = None, depth: int = 0) -> str:
@@ -89,7 +94,7 @@ class TriggerStarter:
         workflow = workflow or self.workflow(account_id, workflow_id, spec)
         trigger = {"type": kind, "id": trigger_id, "data": data, **(names or {})}
         parameters = self.parameters(workflow, spec, trigger)
-        execution_id = derived_id("ex", f"{trigger_id}:{firing}")
+        execution_id = self.execution_id(trigger_id, firing)
         try:
             self.runtime.start(account_id, workflow, parameters, triggered_by=kind, trigger_id=trigger_id,
                                trigger=trigger, execution_id=execution_id, depth=depth)

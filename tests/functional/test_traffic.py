@@ -41,8 +41,12 @@ def ingest(api, bucket, records):
 
 
 def finished(api, execution_id):
-    return wait_for(lambda: (d := api.get(f"/api/v1/executions/{execution_id}").data)["status"]
-                    in ("succeeded", "failed") and d)
+    """The execution once it has finished (a firing starts it on the step worker)."""
+    def done():
+        reply = api.get(f"/api/v1/executions/{execution_id}")
+        return reply.status == 200 and reply.data["status"] in ("succeeded", "failed") and reply.data
+
+    return wait_for(done)
 
 
 def post_to(sink, route, body):
@@ -188,6 +192,9 @@ def test_each_record_fires_and_a_batch_sent_again_starts_nothing_new(api, bucket
     assert len(set(first["execution_ids"])) == 3  # three identical records are three errors
     again = ingest(api, bucket, [record, record, record])
     assert again["execution_ids"] == first["execution_ids"]
+    for execution_id in first["execution_ids"]:
+        finished(api, execution_id)
+    time.sleep(0.3)  # the second batch's firings reach the worker too, and start nothing
     assert len(api.get(f"/api/v1/workflows/{wf['id']}/executions").data) == 3
 
 
