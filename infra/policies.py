@@ -46,6 +46,9 @@ def policy(stage: str, function: str) -> dict:
     if function == "step_worker":
         statements += [
             _statement("ConsumeSteps", CONSUME, [queue("steps")]),
+            # Purging a deleted workflow's history removes its executions' payload objects.
+            _statement("PurgePayloads", ["s3:DeleteObject"], payloads),
+            _statement("ListPayloads", ["s3:ListBucket"], [f"arn:*:s3:::{prefix}-payloads-*"]),
             # email.send: from the deployment's verified identities.
             _statement("SendEmail", ["ses:SendEmail", "ses:SendRawEmail"], ["arn:*:ses:*:*:identity/*"]),
             # aws.* actions run as a role the step or the deployment names, never as this one.

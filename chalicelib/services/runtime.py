@@ -847,13 +847,15 @@ class Runtime:
 
     def purge_workflow(self, account_id: str, workflow_id: str, cursor: dict | None = None) -> None:
         """After a workflow is deleted: cancels its running executions, then removes its
-        execution history, a page per message (the next page is a new message)."""
+        execution history and their payload objects, a page per message (the next page is
+        a new message)."""
         ids, next_cursor = self.executions.of_workflow(account_id, workflow_id, cursor, self.PURGE_PAGE)
         for execution_id in ids:
             loaded = self.load(account_id, execution_id)
             if loaded is not None and not loaded.state.status.terminal:
                 self.cancel(loaded, CancelRequested(message="the workflow was deleted"))
             self.executions.delete_history(account_id, execution_id)
+            self.payloads.delete_prefix(f"executions/{account_id}/{execution_id}/")
         if next_cursor:
             self.step_queue.send([({"k": "purge", "a": account_id, "w": workflow_id, "c": next_cursor}, 0)])
 

@@ -33,3 +33,13 @@ class PayloadStore:
             return inline
         body = self._s3.get_object(Bucket=self._bucket, Key=reference)["Body"].read()
         return json.loads(body)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Removes every object under `prefix` (an execution's payloads); how many."""
+        removed = 0
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": keys, "Quiet": True})
+                removed += len(keys)
+        return removed

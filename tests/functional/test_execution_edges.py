@@ -4,9 +4,11 @@ records, child workflows' checks and nesting, stats of cancelled runs, deep JSON
 
 import json
 
+import boto3
 import pytest
 
 from chalicelib import wiring
+from chalicelib.config import get_settings
 from tests.functional.conftest import create_workflow, execute, wait_for
 
 
@@ -69,6 +71,24 @@ def test_deleting_a_workflow_cancels_its_running_executions_and_removes_its_hist
     assert wiring.runtime().executions.steps(api_account(api), waiting["id"]) == []
     # Another workflow's history is untouched.
     assert detail(api, finished["id"])["status"] == "succeeded"
+
+
+def test_a_purged_execution_leaves_no_payload_objects(api):
+    s3, bucket = boto3.client("s3"), get_settings().payload_bucket
+    wf = create_workflow(api, {"steps": [{"name": "big", "action": "core.echo", "input": {"blob": "x" * 40_000}}]})
+    kept = create_workflow(api, {"steps": [{"name": "big", "action": "core.echo", "input": {"blob": "y" * 40_000}}]},
+                           name="Kept")
+    gone, stays = execute(api, wf).data["id"], execute(api, kept).data["id"]
+
+    def objects(execution_id):
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"executions/{api_account(api)}/{execution_id}/")
+        return sorted(item["Key"].rsplit("/", 2)[-2] + "/" + item["Key"].rsplit("/", 1)[-1]
+                      for item in listed.get("Contents", []))
+
+    assert objects(gone) == ["big/input-1.json", "big/output.json", gone + "/result.json"]
+    api.delete(f"/api/v1/workflows/{wf['id']}")
+    wait_for(lambda: objects(gone) == [])
+    assert len(objects(stays)) == 3
 
 
 def api_account(api):

@@ -289,7 +289,13 @@ class TestProvisionedAccount:
                 "Filter": {"Prefix": ""},
                 "Status": "Enabled",
                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-            }
+            },
+            {
+                "ID": "expire-traffic-firings",
+                "Filter": {"Prefix": "traffic/"},
+                "Status": "Enabled",
+                "Expiration": {"Days": 2},
+            },
         ]
 
 
