@@ -5,13 +5,14 @@ import os
 from chalice import Chalice, Rate
 
 from chalicelib.api import (
-    accounts, buckets, documents, executions, integrations, meta, schedules, templates, triggers, webhooks,
+    accounts, buckets, documents, executions, http, integrations, meta, schedules, templates, triggers, webhooks,
     workflows,
 )
 
 app = Chalice(app_name="sluice")
 app.api.binary_types = []  # every body is JSON or text; nothing is base64-encoded
 
+app.register_middleware(http.envelope_framework_errors, "http")  # Chalice's own 405 / 415 answers
 for blueprint in (meta.bp, accounts.bp, workflows.bp, executions.bp, schedules.bp, triggers.bp, buckets.bp,
                   integrations.bp, webhooks.bp, documents.bp, templates.bp):
     app.register_blueprint(blueprint)

@@ -263,6 +263,16 @@ def _http_server(app: Any, config: Any, host: str, port: int):
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        def _send_error_response(self, error: Any) -> None:
+            # No such route: what API Gateway answers in AWS (infra/functions.yaml's
+            # Gateway Responses), not chalice local's 403 (Sluice has no authorizers, so
+            # its 403s only ever mean that).
+            if error.CODE == 403:
+                body = b'{"error": {"code": "NOT_FOUND", "message": "no such endpoint or method", "details": []}}'
+                self._send_http_response(404, {"Content-Type": "application/json"}, body)
+                return
+            super()._send_error_response(error)
+
     # What chalice.local.create_local_server does, with the handler class above: requests
     # are served on threads, so current_request must be thread-local.
     CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)

@@ -184,3 +184,26 @@ def endpoint(
         return view
 
     return decorate
+
+
+# What Chalice answers itself before a view runs, in Sluice's envelope: a method the path
+# lacks is "no such endpoint" (as API Gateway's own answer, see infra/functions.yaml), an
+# unsupported Content-Type a 415 naming the header.
+_FRAMEWORK_ERRORS = {
+    "MethodNotAllowedError": (404, "NOT_FOUND", "no such endpoint or method", None),
+    "UnsupportedMediaType": (415, "VALIDATION_ERROR", None, "Content-Type"),
+    "BadRequest": (400, "VALIDATION_ERROR", None, None),
+}
+
+
+def envelope_framework_errors(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """HTTP middleware: Chalice's own error bodies (`{"Code", "Message"}`) in the error
+    envelope of SPEC §1."""
+    response = get_response(event)
+    body = response.body
+    if isinstance(body, dict) and set(body) == {"Code", "Message"} and body["Code"] in _FRAMEWORK_ERRORS:
+        status, code, message, field = _FRAMEWORK_ERRORS[body["Code"]]
+        message = message or body["Message"]
+        details = [{"field": field, "message": message}] if field else []
+        return json_response(status, {"error": {"code": code, "message": message, "details": details}})
+    return response

@@ -38,6 +38,15 @@ def test_errors_are_enveloped_and_auth_is_required(runtime, http):
     assert requests.get(f"{base}/workflows").json()["error"]["code"] == "UNAUTHORIZED"
     malformed = http.post(f"{base}/workflows", data="{nope", headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "VALIDATION_ERROR"
+    # What the framework answers before any view runs is enveloped too.
+    no_route = http.get(f"{base}/no-such-thing")
+    no_method = http.patch(f"{base}/api-keys", json={})
+    media = http.post(f"{base}/workflows", data="<x/>", headers={"Content-Type": "application/xml"})
+    assert (no_route.status_code, no_method.status_code, media.status_code) == (404, 404, 415)
+    assert no_route.json() == no_method.json() == {
+        "error": {"code": "NOT_FOUND", "message": "no such endpoint or method", "details": []}}
+    assert media.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert media.json()["error"]["details"][0]["field"] == "Content-Type"
 
 
 def test_the_emulated_aws_is_reachable_for_inspection(runtime):
