@@ -176,9 +176,8 @@ def filter_problems(filters: Any, path: str = "filters") -> list[tuple[str, str]
     return problems
 
 
-def operator_catalog() -> dict[str, Any]:
-    """What GET /api/v1/filter-operators shows."""
-    return {
-        "operators": [{"name": op.name, "description": op.description} for op in OPERATORS.values()],
-        "logical_operators": [{"name": name, "description": text} for name, text in LOGICAL.items()],
-    }
+def operator_catalog() -> list[dict[str, Any]]:
+    """What GET /api/v1/filter-operators lists: the comparison operators, then the
+    logical ones."""
+    return ([{"name": op.name, "kind": "comparison", "description": op.description} for op in OPERATORS.values()]
+            + [{"name": name, "kind": "logical", "description": text} for name, text in LOGICAL.items()])
