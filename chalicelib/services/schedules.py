@@ -11,8 +11,7 @@ from pynamodb.exceptions import UpdateError
 
 from chalicelib.ids import epoch_iso
 from chalicelib.logs import logger
-from chalicelib.errors import SluiceError
-from chalicelib.services.triggering import NotStartable, TriggerStarter
+from chalicelib.services.triggering import TriggerStarter
 from chalicelib.store.models import DUE_SHARDS, TriggerModel, due_shard
 from chalicelib.triggers.schedules import TIMING_FIELDS, ScheduleError, compile_schedule
 
@@ -130,11 +129,5 @@ class ScheduleFirer:
                 "fired_at": epoch_iso(now)}
         names = self.starter.bucket_names(item.account_id, spec.get("bucket_id"))
         # A storage error propagates: the fire time stays, and the next tick tries again.
-        try:
-            return self.starter.start(item.account_id, item.workflow_id, item.id, spec, kind="schedule", data=data,
-                                      names=names, firing=str(scheduled))
-        except NotStartable as reason:
-            logger.info("schedule not fired", extra={"trigger_id": item.id, "reason": str(reason)})
-        except SluiceError as error:
-            logger.warning("schedule not fired: bad parameters", extra={"trigger_id": item.id, "error": error.message})
-        return None
+        return self.starter.start_or_skip(item.account_id, item.workflow_id, item.id, spec, kind="schedule",
+                                          data=data, names=names, firing=str(scheduled))

@@ -190,8 +190,10 @@ class TrafficIngest:
             return None
         data = self.payloads.load(message["r"], message["ref"])
         names = {**record_context(data), **self.starter.bucket_names(account_id, bucket["id"], bucket)}
-        return self.starter.try_start(account_id, item.workflow_id, item.id, dict(item.spec), kind=item.type,
-                                      data=data, names=names, firing=message["f"])
+        # A storage error propagates: the message comes back, and the derived execution id
+        # keeps a second delivery from starting twice.
+        return self.starter.start_or_skip(account_id, item.workflow_id, item.id, dict(item.spec), kind=item.type,
+                                          data=data, names=names, firing=message["f"])
 
 
 class ThresholdEvaluator:

@@ -104,17 +104,25 @@ class TriggerStarter:
             logger.info("trigger firing seen before", extra={"trigger_id": trigger_id, "execution_id": execution_id})
         return execution_id
 
-    def try_start(self, account_id: str, workflow_id: str, trigger_id: str, spec: dict[str, Any], **kwargs: Any
-                  ) -> str | None:
-        """`start` for triggers nobody waits on (events, traffic, schedules): a firing
-        that cannot start is logged and skipped, never raised."""
+    def start_or_skip(self, account_id: str, workflow_id: str, trigger_id: str, spec: dict[str, Any], **kwargs: Any
+                      ) -> str | None:
+        """`start` for a firing nobody waits on: one that cannot start (a disabled trigger
+        or workflow, bad parameters) is logged and skipped. A storage error propagates,
+        so that the caller's delivery (a queue message, a tick) is tried again."""
         try:
             return self.start(account_id, workflow_id, trigger_id, spec, **kwargs)
         except NotStartable as reason:
             logger.info("trigger not fired", extra={"trigger_id": trigger_id, "reason": str(reason)})
         except SluiceError as error:
             logger.warning("trigger not fired: bad parameters", extra={"trigger_id": trigger_id, "error": error.message})
-        except Exception:
-            # One trigger's failure (storage, say) must not stop the others of the same firing.
-            logger.exception("trigger failed to fire", extra={"trigger_id": trigger_id})
         return None
+
+    def try_start(self, account_id: str, workflow_id: str, trigger_id: str, spec: dict[str, Any], **kwargs: Any
+                  ) -> str | None:
+        """`start_or_skip` where nothing could try again: one trigger's failure must not stop
+        the others of the same firing (an event's, say), so nothing is raised."""
+        try:
+            return self.start_or_skip(account_id, workflow_id, trigger_id, spec, **kwargs)
+        except Exception:
+            logger.exception("trigger failed to fire", extra={"trigger_id": trigger_id})
+            return None
