@@ -16,11 +16,11 @@ _ANY: dict = {}
 
 def _read(input: dict, ctx: ActionContext) -> tuple[bytes, str | None, str | None, dict[str, Any]]:
     """(bytes, filename, declared content type, what is known of the document)."""
-    from chalicelib.store.documents import DocumentRepository
+    from chalicelib.wiring import document_service
 
     settings = get_settings()
     if input.get("document_id"):
-        record = DocumentRepository().get(ctx.account_id, input["document_id"])
+        record = document_service().repository.get(ctx.account_id, input["document_id"])
         if record is None or record.get("status") == "pending":
             raise ActionError("DOCUMENT_NOT_FOUND", f"no uploaded document '{input['document_id']}'")
         bucket, key = settings.payload_bucket, record["key"]
@@ -65,9 +65,9 @@ def document_extract(input: dict, ctx: ActionContext) -> dict:
 
     schema = input.get("schema")
     if schema is None and input.get("schema_id"):
-        from chalicelib.services.documents import ExtractionSchemas
+        from chalicelib.wiring import extraction_schemas
 
-        found = ExtractionSchemas.find(ctx.account_id, input["schema_id"])
+        found = extraction_schemas().find(ctx.account_id, input["schema_id"])
         if found is None:
             raise ActionError("INVALID_INPUT", f"schema_id: no extraction schema '{input['schema_id']}'")
         schema = found

@@ -126,16 +126,11 @@ class ExtractionSchemas:
     def __init__(self, repository: Any) -> None:
         self.repository = repository
 
-    @staticmethod
-    def find(account_id: str, ref: str) -> dict[str, Any] | None:
+    def find(self, account_id: str, ref: str) -> dict[str, Any] | None:
         """By id or by name (the source documents name them: `invoice-schema`)."""
-        from chalicelib.store.documents import ExtractionSchemaRepository
-
-        repository = ExtractionSchemaRepository()
         if is_id(ref, "xsc"):
-            return repository.get(account_id, ref)
-        return next((s for s in sorted(repository.list(account_id), key=lambda s: s["created_at"])
-                     if s["name"] == ref), None)
+            return self.repository.get(account_id, ref)
+        return next((s for s in self.list(account_id) if s["name"] == ref), None)
 
     def _fields(self, body: Any) -> dict[str, Any]:
         from chalicelib.documents import schema_problems

@@ -93,7 +93,7 @@ class EventService:
         if name in BUILT_IN_TYPES:
             raise ConflictError(f"'{name}' is a built-in event type", [detail("name", "is built in")])
         document = {"name": name, "description": description, "schema": schema, "created_at": now_iso()}
-        if not self.event_types.create(account_id, document):
+        if not self.event_types.put(account_id, document, new=True):
             raise ConflictError(f"the event type '{name}' exists already", [detail("name", "exists already")])
         return dict(document, built_in=False)
 

@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any, Callable
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 
 from chalicelib.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError, detail
 from chalicelib.ids import epoch_iso, is_id, new_id, now_iso
@@ -85,12 +85,8 @@ class BucketService:
         if fields.get("environment", "") is None:
             fields["environment"] = "production"
         updated = dict(bucket, **fields, updated_at=now_iso())
-        try:
-            self.buckets.put(account_id, updated, new=False)
-        except PutError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                raise BucketNotFoundError(bucket_id) from None
-            raise
+        if not self.buckets.put(account_id, updated, new=False):
+            raise BucketNotFoundError(bucket_id)
         return updated
 
     def workflows_of(self, account_id: str, bucket_id: str) -> list[dict[str, Any]]:

@@ -5,34 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from pynamodb.exceptions import DoesNotExist
-
-from chalicelib.store.models import BucketModel, TrafficMinuteModel
+from chalicelib.store.items import AccountItems
+from chalicelib.store.models import AccountItemModel, TrafficMinuteModel
 
 AGGREGATE_RETENTION = 2 * 24 * 3600  # seconds: the longest window (24 h) with a day to spare
 
 
-def _bucket_key(bucket_id: str) -> str:
-    return f"bucket#{bucket_id}"
-
-
-class BucketRepository:
-    def get(self, account_id: str, bucket_id: str) -> dict[str, Any] | None:
-        try:
-            return BucketModel.get(account_id, _bucket_key(bucket_id), consistent_read=True).document
-        except DoesNotExist:
-            return None
-
-    def list(self, account_id: str) -> list[dict[str, Any]]:
-        items = BucketModel.query(account_id, BucketModel.sk.startswith("bucket#"))
-        return [item.document for item in items]
-
-    def put(self, account_id: str, document: dict[str, Any], *, new: bool) -> None:
-        item = BucketModel(account_id, _bucket_key(document["id"]), id=document["id"], document=document)
-        item.save(condition=BucketModel.sk.does_not_exist() if new else BucketModel.sk.exists())
-
-    def delete(self, account_id: str, bucket_id: str) -> None:
-        BucketModel(account_id, _bucket_key(bucket_id)).delete()
+class BucketRepository(AccountItems):
+    model = AccountItemModel
+    prefix = "bucket"
 
 
 class TrafficRepository:

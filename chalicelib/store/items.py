@@ -1,5 +1,6 @@
 """Plain JSON documents of one kind in an account's partition of the workflows table,
-keyed `<prefix>#<id>`: documents, extraction schemas, templates."""
+keyed `<prefix>#<key>`: integrations, buckets, event types, documents, extraction schemas,
+templates."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class AccountItems:
 
     model: type[Model]
     prefix: str
+    key_field = "id"  # the document field its sort key is made of
 
     def get(self, account_id: str, item_id: str) -> dict[str, Any] | None:
         try:
@@ -28,7 +30,7 @@ class AccountItems:
         """new=True: only if absent; new=False: only if present; None: either."""
         condition = {True: self.model.sk.does_not_exist(), False: self.model.sk.exists(), None: None}[new]
         try:
-            self.model(account_id, f"{self.prefix}#{document['id']}", document=document).save(condition=condition)
+            self.model(account_id, f"{self.prefix}#{document[self.key_field]}", document=document).save(condition=condition)
         except PutError as error:
             if error.cause_response_code == "ConditionalCheckFailedException":
                 return False

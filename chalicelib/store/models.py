@@ -221,18 +221,6 @@ class TriggerModel(Model):
     by_match = TriggersByMatch()
 
 
-class BucketModel(Model):
-    """An API-traffic bucket (`bucket#<id>` in the workflows table)."""
-
-    class Meta(_WorkflowsTable):
-        pass
-
-    account_id = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    id = UnicodeAttribute()
-    document = JSONAttribute()
-
-
 class WebhookModel(Model):
     """An event-webhook subscription (`whk#<id>` in the workflows table); its secret is
     write-only."""
@@ -260,19 +248,9 @@ class DeliveryAttemptModel(Model):
 
 class AccountItemModel(Model):
     """One JSON document of an account, kept in its partition of the workflows table:
-    `int#<id>` (integrations; their config holds secrets), `doc#<id>` (documents),
-    `xsc#<id>` (extraction schemas), `tpl#<id>` (saved templates)."""
-
-    class Meta(_WorkflowsTable):
-        pass
-
-    account_id = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-    document = JSONAttribute()
-
-
-class EventTypeModel(Model):
-    """A custom event type an account registered (`evtype#<name>` in the workflows table)."""
+    `int#<id>` (integrations; their config holds secrets), `bucket#<id>` (API-traffic
+    buckets), `evtype#<name>` (custom event types), `doc#<id>` (documents), `xsc#<id>`
+    (extraction schemas), `tpl#<id>` (saved templates)."""
 
     class Meta(_WorkflowsTable):
         pass
